@@ -1,0 +1,30 @@
+# scmix: how the composition of training data shapes deep generative models of gene expression.
+# The DAG: download -> qc -> split -> mix (per seed) -> train (per model x mix x seed)
+#          -> evaluate (per model x mix x seed x eval set) -> summary tables and figures.
+
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/download.smk"
+include: "rules/qc.smk"
+include: "rules/split.smk"
+include: "rules/mix.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/summary/reconstruction_accuracy.tsv",
+        "results/summary/reconstruction_accuracy.png",

@@ -1,0 +1,69 @@
+# Config validation, the wildcard universe and helpers shared by the rules.
+
+import re
+from pathlib import Path
+
+from snakemake.utils import validate
+
+validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+
+DATASETS = list(config["datasets"])
+MIXES = list(config["mixes"])
+MODELS = list(config["models"])
+SEEDS = [int(s) for s in config["seeds"]]
+EVAL_SETS = list(config["evaluation"].get("eval_sets") or DATASETS)
+
+
+def _check_names():
+    """Cross-references the JSON schema cannot express, each failing with the key that is wrong."""
+    for mix, recipe in config["mixes"].items():
+        for d in recipe["datasets"]:
+            if d not in config["datasets"]:
+                raise ValueError(
+                    f"config: mixes.{mix}.datasets names '{d}', which is not under datasets"
+                )
+    for d in EVAL_SETS:
+        if d not in config["datasets"]:
+            raise ValueError(
+                f"config: evaluation.eval_sets names '{d}', which is not under datasets"
+            )
+
+
+_check_names()
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in names)
+
+
+wildcard_constraints:
+    dataset=_alternatives(DATASETS),
+    eval_set=_alternatives(DATASETS),
+    mix=_alternatives(MIXES),
+    model=_alternatives(MODELS),
+    seed=r"\d+",
+
+
+def package_sources(*modules):
+    """Package files a rule's result depends on, as inputs: editing them reruns the rule."""
+    root = Path(workflow.basedir) / "scmix"
+    files = []
+    for m in modules:
+        path = root / m
+        files += (
+            sorted(str(p) for p in path.rglob("*.py")) if path.is_dir() else [str(path)]
+        )
+    return files
+
+
+def mix_datasets(wildcards):
+    return list(config["mixes"][wildcards.mix]["datasets"])
+
+
+def dataset_spec(wildcards):
+    return config["datasets"][wildcards.dataset]
+
+
+def qc_params(wildcards):
+    spec = config["datasets"][wildcards.dataset]
+    return {**config["qc"], **spec.get("qc", {})}

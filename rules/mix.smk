@@ -1,0 +1,23 @@
+# Stage 4: one training mix per recipe and seed, drawn from the datasets' training parts.
+
+
+rule mix:
+    input:
+        train=lambda wc: expand(
+            "results/split/{dataset}/train.h5ad", dataset=mix_datasets(wc)
+        ),
+        eval=expand("results/split/{dataset}/eval.h5ad", dataset=EVAL_SETS),
+        code=package_sources("mix.py"),
+    output:
+        h5ad="results/mixes/{mix}/seed{seed}.h5ad",
+        manifest="results/mixes/{mix}/seed{seed}.manifest.tsv",
+    log:
+        "logs/mix/{mix}/seed{seed}.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        recipe=lambda wc: config["mixes"][wc.mix],
+        datasets=mix_datasets,
+        eval_sets=EVAL_SETS,
+    script:
+        "../scripts/mix.py"

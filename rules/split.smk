@@ -1,0 +1,18 @@
+# Stage 3: a held-out eval set per dataset, disjoint from the cells any mix may train on.
+
+
+rule split:
+    input:
+        h5ad="results/qc/{dataset}.h5ad",
+        code=package_sources("split.py"),
+    output:
+        train="results/split/{dataset}/train.h5ad",
+        eval="results/split/{dataset}/eval.h5ad",
+    log:
+        "logs/split/{dataset}.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        split=config["split"],
+    script:
+        "../scripts/split.py"

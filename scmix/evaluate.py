@@ -1,0 +1,100 @@
+"""Reconstruction accuracy as the datamix study defines it, and its summaries.
+
+Per cell: Pearson r between log1p(CP10k) of the observed counts and log1p(1e4 * rho) of the model's
+normalised expression, over the most variable genes of the eval set (variance of log1p(CP10k) across
+the eval set's cells). r2 is the square of that Pearson r.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from scmix.errors import ScmixInputError
+
+log = logging.getLogger("scmix.evaluate")
+
+
+def log1p_cp10k(counts) -> np.ndarray:
+    """log1p of counts scaled to 10,000 per cell (dense float64); cells with no counts stay zero."""
+    X = counts.toarray() if sp.issparse(counts) else np.asarray(counts, dtype=np.float64)
+    X = X.astype(np.float64, copy=False)
+    totals = X.sum(axis=1, keepdims=True)
+    scale = np.divide(1e4, totals, out=np.zeros_like(totals), where=totals > 0)
+    return np.log1p(X * scale)
+
+
+def top_variable_genes(logx: np.ndarray, n_top: int) -> np.ndarray:
+    """Indices of the ``n_top`` genes with the highest variance across cells (ties by gene order)."""
+    var = logx.var(axis=0)
+    n_top = min(n_top, logx.shape[1])
+    return np.sort(np.argsort(-var, kind="stable")[:n_top])
+
+
+def pearson_per_cell(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise Pearson correlation; NaN where a row has zero variance."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    num = (a * b).sum(axis=1)
+    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def reconstruction_accuracy(counts, rho: np.ndarray, n_top_genes: int = 1000) -> pd.DataFrame:
+    """Per-cell Pearson r and r2 between observed log1p(CP10k) and log1p(1e4 * rho)."""
+    obs = log1p_cp10k(counts)
+    genes = top_variable_genes(obs, n_top_genes)
+    rec = np.log1p(1e4 * np.asarray(rho, dtype=np.float64))
+    r = pearson_per_cell(obs[:, genes], rec[:, genes])
+    return pd.DataFrame({"pearson": r, "r2": r**2})
+
+
+def reindex_to_genes(adata, genes, *, min_overlap: float, eval_set: str):
+    """Counts of ``adata`` in the order of ``genes``; genes the eval set lacks are zero-padded.
+
+    Warns when padding happens and fails below ``min_overlap`` (fraction of model genes found).
+    """
+    genes = pd.Index(genes)
+    pos = adata.var_names.get_indexer(genes)
+    found = pos >= 0
+    overlap = found.mean()
+    if overlap < min_overlap:
+        raise ScmixInputError(
+            f"only {found.sum()} of the model's {len(genes)} genes ({overlap:.1%}) are in the eval set; "
+            f"the minimum is {min_overlap:.0%}",
+            dataset=eval_set,
+        )
+    if not found.all():
+        warnings.warn(
+            f"eval set '{eval_set}': {int((~found).sum())} of {len(genes)} model genes are missing and are zero-padded",
+            stacklevel=2,
+        )
+    X = sp.csr_matrix(adata.layers["counts"] if "counts" in adata.layers else adata.X)
+    cols = sp.csr_matrix((np.ones(found.sum()), (pos[found], np.flatnonzero(found))), shape=(adata.n_vars, len(genes)))
+    return (X @ cols).tocsr(), float(overlap)
+
+
+def summarise(per_cell: pd.DataFrame, keys: list[str], by: str = "cell_type") -> pd.DataFrame:
+    """One row per ``keys`` x ``by`` value plus an ``all`` row: n_cells, pearson mean/median, r2 mean."""
+
+    def agg(df):
+        return pd.Series(
+            {
+                "n_cells": int(df["pearson"].notna().sum()),
+                "pearson_mean": df["pearson"].mean(),
+                "pearson_median": df["pearson"].median(),
+                "r2_mean": df["r2"].mean(),
+            }
+        )
+
+    per_type = per_cell.groupby(keys + [by], observed=True, sort=True)[["pearson", "r2"]].apply(agg).reset_index()
+    overall = per_cell.groupby(keys, observed=True, sort=True)[["pearson", "r2"]].apply(agg).reset_index()
+    overall[by] = "all"
+    out = pd.concat([per_type, overall[per_type.columns]], ignore_index=True)
+    out["n_cells"] = out["n_cells"].astype(int)
+    return out

@@ -1,0 +1,93 @@
+"""AnnData I/O: atomic writes and the raw-count contract every h5ad of the workflow keeps."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+
+from scmix.errors import ScmixInputError
+
+
+def counts_matrix(adata: ad.AnnData):
+    """The raw integer counts of ``adata``: ``layers['counts']`` when present, else ``X``."""
+    return adata.layers["counts"] if "counts" in adata.layers else adata.X
+
+
+def check_integer_counts(X, *, dataset: str | None = None, path: str | None = None) -> None:
+    """Raise a ScmixInputError unless every stored value is a finite non-negative integer.
+
+    Nothing is coerced: a count likelihood on rounded floats would silently model something else.
+    """
+    values = X.data if sp.issparse(X) else np.asarray(X)
+    if values.size == 0:
+        return
+    if not np.issubdtype(values.dtype, np.number):
+        raise ScmixInputError(f"counts have non-numeric dtype {values.dtype}", dataset=dataset, path=path)
+    if np.issubdtype(values.dtype, np.floating):
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise ScmixInputError(f"counts hold {int(bad.sum())} NaN/inf values", dataset=dataset, path=path)
+        frac = values != np.round(values)
+        if frac.any():
+            example = values[frac][0]
+            raise ScmixInputError(
+                f"counts must be integers but {int(frac.sum())} values are not (e.g. {example!r}); "
+                "this looks like normalised data, which a count model cannot use",
+                dataset=dataset,
+                path=path,
+            )
+    if (values < 0).any():
+        raise ScmixInputError(f"counts hold {int((values < 0).sum())} negative values", dataset=dataset, path=path)
+
+
+def as_csr_counts(X) -> sp.csr_matrix:
+    """Integer counts as CSR (int32 when the values fit) without densifying sparse input."""
+    X = sp.csr_matrix(X)
+    if X.nnz and X.data.max() < np.iinfo(np.int32).max:
+        X.data = X.data.astype(np.int32, copy=False)
+    X.sum_duplicates()
+    X.eliminate_zeros()
+    return X
+
+
+def read_h5ad(path: str | os.PathLike, *, dataset: str | None = None) -> ad.AnnData:
+    """Read an h5ad, turning a missing or corrupt file into a ScmixInputError naming it."""
+    try:
+        return ad.read_h5ad(path)
+    except (OSError, KeyError, ValueError) as err:
+        raise ScmixInputError(f"cannot read h5ad: {err}", dataset=dataset, path=str(path)) from err
+
+
+def write_h5ad(adata: ad.AnnData, path: str | os.PathLike) -> None:
+    """Write ``adata`` atomically: to a temporary file in the same folder, then rename.
+
+    A job killed mid-write leaves no half-written h5ad that a rerun could take for finished.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        adata.write_h5ad(tmp, compression="gzip")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_table(df, path: str | os.PathLike, **kwargs) -> None:
+    """Write a pandas DataFrame as TSV atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        df.to_csv(tmp, sep="\t", index=kwargs.pop("index", False), **kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

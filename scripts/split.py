@@ -1,0 +1,20 @@
+"""Rule split: cut one QC'd dataset into a training part and a held-out eval part."""
+
+import logging
+
+from scmix import rulecall
+from scmix.io import read_h5ad, write_h5ad
+from scmix.split import split_heldout
+
+
+def main(smk):
+    name = smk.wildcards.dataset
+    adata = read_h5ad(smk.input.h5ad, dataset=name)
+    p = smk.params.split
+    train, held = split_heldout(adata, p["eval_fraction"], p["seed"], p.get("stratify"))
+    logging.info("%s: %d training cells, %d held-out cells", name, train.n_obs, held.n_obs)
+    write_h5ad(train, smk.output.train)
+    write_h5ad(held, smk.output.eval)
+
+
+rulecall.run(main, snakemake)  # noqa: F821
