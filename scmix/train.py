@@ -142,5 +142,14 @@ def evaluate_elbo(model, data: torch.Tensor, batch_size: int) -> dict[str, float
     return {"val_recon": recon / n, "val_kl": kl / n, "val_elbo": (recon + kl) / n}
 
 
+def build_and_fit(architecture: str, model_kwargs: Mapping, X, cfg: TrainConfig):
+    """Seed, then build the model (so its initial weights depend on the seed), then train it."""
+    from scmix.models import build_model
+
+    seed_everything(cfg.seed)
+    model = build_model(architecture, **model_kwargs)
+    return model, fit(model, X, cfg)
+
+
 def config_dict(cfg: TrainConfig) -> dict:
     return asdict(cfg)

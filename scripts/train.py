@@ -8,8 +8,7 @@ import torch
 from scmix import plots, rulecall
 from scmix.checkpoint import save_checkpoint
 from scmix.io import check_integer_counts, counts_matrix, read_h5ad, write_table
-from scmix.models import build_model
-from scmix.train import TrainConfig, config_dict, fit, resolve_device
+from scmix.train import TrainConfig, build_and_fit, config_dict, resolve_device
 
 
 def main(smk):
@@ -38,8 +37,7 @@ def main(smk):
         "dropout": spec["dropout"],
         "batch_norm": spec["batch_norm"],
     }
-    model = build_model(spec["architecture"], **kwargs)
-    history = fit(model, X, cfg)
+    model, history = build_and_fit(spec["architecture"], kwargs, X, cfg)
     meta = {
         "model": model_name,
         "mix": mix,

@@ -18,7 +18,7 @@ def mlp(sizes: list[int], dropout: float, batch_norm: bool) -> nn.Sequential:
     for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
         layers.append(nn.Linear(n_in, n_out))
         if batch_norm:
-            layers.append(nn.BatchNorm1d(n_out, momentum=0.01, eps=1e-3))
+            layers.append(nn.BatchNorm1d(n_out, momentum=0.1, eps=1e-3))
         layers.append(nn.ReLU())
         if dropout > 0:
             layers.append(nn.Dropout(dropout))

@@ -1,0 +1,45 @@
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"real data folder {SHARED} is absent (a fresh clone has no ../shared)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def pbmc3k(shared_data, tmp_path_factory):
+    """Real 10x PBMC 3k (2,638 cells) with its cell types, read with scanpy from the 10x download layout."""
+    import pandas as pd
+    import scanpy as sc
+
+    out = tmp_path_factory.mktemp("pbmc3k")
+    with tarfile.open(shared_data / "pbmc3k" / "pbmc3k_filtered_gene_bc_matrices.tar.gz") as tar:
+        tar.extractall(out, filter="data")
+    adata = sc.read_10x_mtx(out / "filtered_gene_bc_matrices" / "hg19", var_names="gene_symbols")
+    labels = pd.read_csv(shared_data / "pbmc3k" / "cell_types.csv", index_col=0)
+    adata.obs["cell_type"] = labels.loc[adata.obs_names, "cell_type"].astype("category")
+    adata.var["gene_symbols"] = adata.var_names
+    return adata
+
+
+@pytest.fixture(scope="session")
+def universe():
+    from scmix.simulate import Universe
+
+    return Universe(n_genes=800, seed=3)
+
+
+@pytest.fixture(scope="session")
+def blood(universe):
+    from scmix.simulate import simulate_dataset
+
+    return simulate_dataset("blood", {"n_cells": 600, "donors": 3, "cell_types": {"T": 0.5, "B": 0.2, "Mono": 0.3}},
+                            universe)  # fmt: skip

@@ -1,0 +1,66 @@
+"""The config schema: a wrong key or type fails at start-up with a message naming the key."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "schemas" / "config.schema.yaml"
+
+
+@pytest.fixture
+def config():
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_shipped_configs_validate_and_get_defaults(config):
+    validate(config, str(SCHEMA))
+    assert config["models"]["ldvae"]["dropout"] == 0.1  # default filled in
+    assert config["split"]["eval_fraction"] == 0.2
+    validate(yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text()), str(SCHEMA))
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda c: c.update(seedz=[0]), "seedz"),
+        (lambda c: c.update(seeds="0"), "seeds"),
+        (lambda c: c["models"]["ldvae"].update(n_latnt=3), "n_latnt"),
+        (lambda c: c["models"]["ldvae"].update(epochs="many"), "epochs"),
+        (lambda c: c["datasets"]["blood_base"].update(source="ftp"), "source"),
+        (lambda c: c["mixes"]["base"].pop("total_cells"), "total_cells"),
+        (lambda c: c["qc"].update(max_pct_mito=150), "max_pct_mito"),
+    ],
+)
+def test_wrong_key_or_type_names_the_key(config, edit, key):
+    bad = copy.deepcopy(config)
+    edit(bad)
+    with pytest.raises(WorkflowError, match=key):
+        validate(bad, str(SCHEMA))
+
+
+def test_snakemake_refuses_to_start_on_a_bad_key_or_an_unknown_dataset(tmp_path, config):
+    def dry_run(cfg):
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return subprocess.run(
+            [sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+             "--configfile", str(path)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+
+    bad = copy.deepcopy(config)
+    bad["models"]["ldvae"]["hiden"] = [64]
+    res = dry_run(bad)
+    assert res.returncode != 0 and "hiden" in res.stderr + res.stdout
+    bad = copy.deepcopy(config)
+    bad["mixes"]["base"]["datasets"] = {"blood_bsae": 1.0}
+    res = dry_run(bad)
+    assert res.returncode != 0 and "mixes.base.datasets names 'blood_bsae'" in res.stderr + res.stdout
+    assert not (tmp_path / "results").exists()
