@@ -46,7 +46,8 @@ def accuracy_heatmap(summary: pd.DataFrame, path, value: str = "pearson_mean") -
         sub = overall[overall["model"] == model]
         mean = sub.pivot_table(index="mix", columns="eval_set", values=value, aggfunc="mean")
         sd = sub.pivot_table(index="mix", columns="eval_set", values=value, aggfunc="std").reindex_like(mean)
-        im = ax.imshow(mean.to_numpy(), cmap="viridis", vmin=np.nanmin(mean.to_numpy()), vmax=1.0, aspect="auto")
+        values = mean.to_numpy()
+        im = ax.imshow(values, cmap="viridis", vmin=np.nanmin(values), vmax=np.nanmax(values), aspect="auto")
         for i in range(mean.shape[0]):
             for j in range(mean.shape[1]):
                 s = sd.iat[i, j]
