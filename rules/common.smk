@@ -60,6 +60,28 @@ def mix_datasets(wildcards):
     return list(config["mixes"][wildcards.mix]["datasets"])
 
 
+def _load_registry():
+    path = Path(workflow.basedir) / "scmix" / "sources" / "registry.py"
+    namespace = {}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    return namespace["SOURCES"], namespace["USES"]
+
+
+SOURCE_MODULES, SOURCE_USES = _load_registry()
+
+
+def parse_code(wildcards):
+    """The package files one dataset's parse depends on: its source module, what that builds on, I/O."""
+    source_module = SOURCE_MODULES[config["datasets"][wildcards.dataset]["source"]]
+    modules = [source_module, *SOURCE_USES.get(source_module, [])]
+    return package_sources(
+        "sources/__init__.py",
+        "sources/registry.py",
+        "io.py",
+        *(f"sources/{m}.py" for m in modules),
+    )
+
+
 def dataset_spec(wildcards):
     return config["datasets"][wildcards.dataset]
 

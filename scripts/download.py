@@ -1,13 +1,14 @@
-"""Rule download: acquire one dataset as raw counts (the simulated source generates it)."""
+"""Rule download: fetch (or, for simulated sources, generate) one dataset's raw files."""
+
+from pathlib import Path
 
 from scmix import rulecall
-from scmix.io import write_h5ad
-from scmix.sources import acquire
+from scmix.fetch import fetch_dataset
 
 
 def main(smk):
-    adata = acquire(smk.wildcards.dataset, smk.params.spec, smk.params.simulation)
-    write_h5ad(adata, smk.output.h5ad)
+    fetch_dataset(smk.wildcards.dataset, smk.params.spec, Path(smk.output.raw), simulation=smk.params.simulation,
+                  retries=smk.params.retries, timeout=smk.params.timeout)  # fmt: skip
 
 
 rulecall.run(main, snakemake)  # noqa: F821

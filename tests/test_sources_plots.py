@@ -5,18 +5,21 @@ import pytest
 
 from scmix import plots
 from scmix.errors import ScmixInputError
-from scmix.sources import acquire
+from scmix.fetch import fetch_dataset
+from scmix.sources import parse_dataset
 
 
-def test_acquire_simulated_gives_labelled_integer_counts():
-    adata = acquire("b", {"source": "simulated", "n_cells": 50, "cell_types": {"T": 1.0}}, {"n_genes": 100})
+def test_simulated_source_is_generated_by_download_and_parsed(tmp_path):
+    spec = {"source": "simulated", "n_cells": 50, "cell_types": {"T": 1.0}}
+    raw = fetch_dataset("b", spec, tmp_path / "b", simulation={"n_genes": 100})
+    adata = parse_dataset("b", spec, raw)
     assert adata.shape == (50, 100) and adata.X.dtype == np.int32
-    assert set(adata.obs["dataset"]) == {"b"} and "gene_ids" in adata.var
+    assert set(adata.obs["dataset"]) == {"b"} and "gene_ids" in adata.var and adata.uns["count_data"]
 
 
-def test_unknown_source_is_named_with_its_dataset():
+def test_unknown_source_is_named_with_its_dataset(tmp_path):
     with pytest.raises(ScmixInputError, match="dataset 'x': unknown source type 'ftp'"):
-        acquire("x", {"source": "ftp"}, {})
+        parse_dataset("x", {"source": "ftp"}, tmp_path)
 
 
 def summary_table(models):

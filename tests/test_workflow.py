@@ -32,7 +32,7 @@ def test_dry_run_lists_every_stage_and_scales_with_seeds(tmp_path):
     assert res.returncode == 0, res.stderr
     jobs = job_counts(res.stdout)
     # 2 datasets, 2 mixes, 2 seeds, 1 model, 2 eval sets
-    assert jobs["download"] == jobs["qc"] == jobs["split"] == 2
+    assert jobs["download"] == jobs["parse"] == jobs["qc"] == jobs["split"] == 2
     assert jobs["mix"] == 4 and jobs["train"] == 4 and jobs["evaluate"] == 8
     cfg = yaml.safe_load(TINY.read_text())
     cfg["seeds"] = [0, 1, 2, 3, 4]
