@@ -32,7 +32,13 @@ class TransientError(Exception):
 
 
 def local_name(url: str) -> str:
-    name = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name
+    """The file name a URL's file is saved under: its path's last part, or a ``file=`` query parameter
+    (GEO's download URLs: ``.../geo/download/?acc=GSE217460&format=file&file=GSE217460_x.h5ad.gz``)."""
+    parsed = urllib.parse.urlparse(url)
+    query = urllib.parse.parse_qs(parsed.query)
+    if query.get("file"):
+        return Path(query["file"][0]).name
+    name = Path(urllib.parse.unquote(parsed.path)).name
     if not name:
         raise ValueError(f"cannot take a file name from URL '{url}'")
     return name
@@ -180,6 +186,22 @@ def extract(archive: Path, *, dataset: str | None = None) -> Path:
     return target
 
 
+def gunzip(path: Path, *, dataset: str | None = None) -> Path:
+    """Decompress a single-file .gz next to itself (atomically) and remove the .gz."""
+    target = path.with_name(path.name[: -len(".gz")])
+    tmp = target.with_name(f".{target.name}.part")
+    try:
+        with gzip.open(path, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, CHUNK)
+        os.replace(tmp, target)
+    except (OSError, EOFError) as err:
+        raise ScmixInputError(f"cannot decompress: {err}", dataset=dataset, path=str(path)) from err
+    finally:
+        tmp.unlink(missing_ok=True)
+    path.unlink()
+    return target
+
+
 def file_entries(spec: Mapping) -> list[dict]:
     """Every file a dataset entry names: ``url``, ``files: [...]`` and ``labels.url``."""
     entries = []
@@ -218,6 +240,8 @@ def fetch_dataset(name: str, spec: Mapping, out_dir: Path, *, simulation: Mappin
                     item.update(bytes=dest.stat().st_size, sha256=_sha256(dest))
                 if is_archive(dest):
                     item["extracted_to"] = extract(dest, dataset=name).name
+                elif spec.get("decompress") and dest.name.endswith(".gz"):
+                    item["decompressed_to"] = gunzip(dest, dataset=name).name
                 record["files"].append(item)
         (tmp / "manifest.json").write_text(json.dumps(record, indent=1))
         shutil.rmtree(out_dir, ignore_errors=True)

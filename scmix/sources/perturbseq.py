@@ -18,7 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scmix.errors import ScmixInputError
-from scmix.sources.tenx import mex_folders, read_tenx
+from scmix.sources.tenx import mex_sets, read_tenx
 
 log = logging.getLogger("scmix.sources.perturbseq")
 GUIDE_TYPE = "CRISPR Guide Capture"
@@ -42,15 +42,16 @@ def _find(raw_dir: Path, name: str) -> Path | None:
 
 
 def parse(name: str, spec: dict, raw_dir: Path) -> ad.AnnData:
+    found = mex_sets(raw_dir)
     if spec.get("gem_groups"):
         folders = []
         for g in spec["gem_groups"]:
-            hit = [f for f in mex_folders(raw_dir) if f.name == g or str(f.relative_to(raw_dir)) == g]
+            hit = [m for m in found if g in (m.label, m.folder.name, str(m.folder.relative_to(raw_dir)))]
             if not hit:
                 raise ScmixInputError(f"GEM group folder '{g}' not found", dataset=name, path=str(raw_dir))
             folders.append(hit[0])
     else:
-        folders = mex_folders(raw_dir)
+        folders = found
     if not folders:
         raise ScmixInputError("no 10x MEX folders (matrix.mtx[.gz]) found", dataset=name, path=str(raw_dir))
 
@@ -59,19 +60,20 @@ def parse(name: str, spec: dict, raw_dir: Path) -> ad.AnnData:
         a = read_tenx(name, folder, gex_only=False)
         a.obs_names = a.obs_names.str.replace(r"-\d+$", "", regex=True) + f"-{gem}"
         a.obs["gem_group"] = gem
-        a.obs["gem_folder"] = folder.name
+        a.obs["gem_folder"] = folder.label
         parts.append(a)
-        log.info("%s: GEM group %d (%s): %d cells x %d features", name, gem, folder.name, a.n_obs, a.n_vars)
+        log.info("%s: GEM group %d (%s): %d cells x %d features", name, gem, folder.label, a.n_obs, a.n_vars)
     features = parts[0].var
     for a, folder in zip(parts[1:], folders[1:], strict=True):
         if not a.var.index.equals(features.index):
-            raise ScmixInputError("features differ from the first GEM group's", dataset=name, path=str(folder))
+            raise ScmixInputError("features differ from the first GEM group's", dataset=name,
+                                  path=str(folder.folder / folder.prefix))  # fmt: skip
     adata = ad.concat(parts, join="inner", merge="first")
     adata.obs["gem_folder"] = adata.obs["gem_folder"].astype("category")
 
     is_guide = (features["feature_types"] == GUIDE_TYPE).to_numpy() if "feature_types" in features else None
     if is_guide is None or not is_guide.any():
-        raise ScmixInputError(f"no '{GUIDE_TYPE}' features", dataset=name, path=str(folders[0]))
+        raise ScmixInputError(f"no '{GUIDE_TYPE}' features", dataset=name, path=str(folders[0].folder))
     guides = adata.var_names[is_guide].to_numpy()
     guide_counts = sp.csr_matrix(adata.X[:, is_guide])
     adata = adata[:, ~is_guide].copy()

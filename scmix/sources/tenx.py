@@ -7,6 +7,7 @@ import gzip
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import anndata as ad
 import pandas as pd
@@ -27,30 +28,48 @@ def _first(folder: Path, names) -> Path | None:
     return next((folder / n for n in names if (folder / n).exists()), None)
 
 
-def mex_folders(root: Path) -> list[Path]:
-    return sorted({p.parent for n in MATRIX for p in root.rglob(n)})
+class Mex(NamedTuple):
+    """One MEX triplet: a folder and the file-name prefix its three files share ('' for plain 10x names;
+    e.g. 'GSM123_gem1_' for GEO's flat layout GSM123_gem1_matrix.mtx.gz, ..._features.tsv.gz, ...)."""
+
+    folder: Path
+    prefix: str
+
+    @property
+    def label(self) -> str:
+        return self.prefix.rstrip("_.-") or self.folder.name
 
 
-def locate(name: str, spec: Mapping, raw_dir: Path) -> Path:
-    """The MEX folder or .h5 file to read: ``spec['path']`` (relative to raw_dir) or the only candidate."""
+def mex_sets(root: Path) -> list[Mex]:
+    found = set()
+    for n in MATRIX:
+        for p in root.rglob(f"*{n}"):
+            if not p.name.startswith("."):
+                found.add(Mex(p.parent, p.name[: -len(n)]))
+    return sorted(found)
+
+
+def locate(name: str, spec: Mapping, raw_dir: Path) -> Path | Mex:
+    """The MEX set or .h5 file to read: ``spec['path']`` (relative to raw_dir) or the only candidate."""
     if spec.get("path"):
         path = raw_dir / spec["path"]
         if not path.exists():
             raise ScmixInputError(f"configured path '{spec['path']}' not found", dataset=name, path=str(path))
-        return path
-    candidates = mex_folders(raw_dir) + sorted(raw_dir.rglob("*.h5"))
+        return Mex(path, "") if path.is_dir() else path
+    candidates = mex_sets(raw_dir) + sorted(raw_dir.rglob("*.h5"))
     if len(candidates) != 1:
-        found = [str(c.relative_to(raw_dir)) for c in candidates]
+        found = [str((c.folder / c.prefix) if isinstance(c, Mex) else c.relative_to(raw_dir)) for c in candidates]
         what = "no 10x matrix (matrix.mtx[.gz] folder or .h5)" if not found else f"several 10x matrices {found}"
         raise ScmixInputError(f"{what}; set 'path' to choose", dataset=name, path=str(raw_dir))
     return candidates[0]
 
 
-def check_mex_shape(name: str, folder: Path) -> tuple[int, int]:
+def check_mex_shape(name: str, mex: Mex) -> tuple[int, int]:
     """Compare the MatrixMarket header with the feature and barcode files; return (features, barcodes)."""
-    matrix = _first(folder, MATRIX)
-    features = _first(folder, ("features.tsv.gz", "genes.tsv.gz", "features.tsv", "genes.tsv"))
-    barcodes = _first(folder, ("barcodes.tsv.gz", "barcodes.tsv"))
+    folder, pre = mex
+    matrix = _first(folder, [pre + n for n in MATRIX])
+    features = _first(folder, [pre + n for n in ("features.tsv.gz", "genes.tsv.gz", "features.tsv", "genes.tsv")])
+    barcodes = _first(folder, [pre + n for n in ("barcodes.tsv.gz", "barcodes.tsv")])
     for what, path in (("features/genes", features), ("barcodes", barcodes)):
         if path is None:
             raise ScmixInputError(f"MEX folder has no {what} file", dataset=name, path=str(folder))
@@ -72,13 +91,14 @@ def check_mex_shape(name: str, folder: Path) -> tuple[int, int]:
     return n_features, n_barcodes
 
 
-def read_tenx(name: str, path: Path, gex_only: bool = True) -> ad.AnnData:
+def read_tenx(name: str, path: Path | Mex, gex_only: bool = True) -> ad.AnnData:
     import scanpy as sc
 
     try:
-        if path.is_dir():
+        if isinstance(path, Mex):
             check_mex_shape(name, path)
-            adata = sc.read_10x_mtx(path, var_names="gene_symbols", make_unique=True, gex_only=gex_only)
+            adata = sc.read_10x_mtx(path.folder, var_names="gene_symbols", make_unique=True, gex_only=gex_only,
+                                    prefix=path.prefix or None)  # fmt: skip
         else:
             adata = sc.read_10x_h5(path, gex_only=gex_only)
             adata.var_names_make_unique()
