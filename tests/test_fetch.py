@@ -137,3 +137,15 @@ def test_fetch_dataset_is_atomic(server, tmp_path):
     spec["files"] = []
     out = fetch_dataset("d", spec, tmp_path / "d")
     assert sorted(p.name for p in out.iterdir()) == ["data.tsv.gz", "manifest.json"]
+
+
+def test_geo_download_urls_name_their_file_and_gz_files_can_be_decompressed(server, tmp_path):
+    from scmix.fetch import local_name
+
+    url = "https://www.ncbi.nlm.nih.gov/geo/download/?acc=GSE217460&format=file&file=GSE217460%5Fx%2Eh5ad%2Egz"
+    assert local_name(url) == "GSE217460_x.h5ad.gz"
+    assert local_name("https://cf.10xgenomics.com/samples/pbmc3k_filtered_gene_bc_matrices.tar.gz?x=1") == (
+        "pbmc3k_filtered_gene_bc_matrices.tar.gz"
+    )
+    out = fetch_dataset("d", {"source": "h5ad", "url": f"{server}/data.tsv.gz", "decompress": True}, tmp_path / "d")
+    assert (out / "data.tsv").read_bytes() == gzip.decompress(PAYLOAD) and not (out / "data.tsv.gz").exists()

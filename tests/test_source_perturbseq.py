@@ -67,3 +67,22 @@ def test_missing_gem_group_and_unknown_guides_are_named(screen, tmp_path):
     table.to_csv(raw / "partial.csv", index=False)
     with pytest.raises(ScmixInputError, match="5 guides are not in the target table"):
         parse_dataset("screen", {**spec, "guide_targets": "partial.csv"}, raw)
+
+
+def test_geo_flat_layout_of_prefixed_mex_files_collates_the_same(screen, shared_data, tmp_path):
+    """GEO serves GEM groups as GSMxxx_matrix.mtx.gz etc. side by side in one folder (the RAW tar)."""
+    import shutil
+
+    adata, spec, _ = screen
+    flat = tmp_path / "GSE_RAW"
+    flat.mkdir()
+    src = shared_data / "perturbseq" / "papalexi2021_eccite"
+    for i, gem in enumerate(["gem1_rep_1", "gem2_rep_2", "gem3_rep_3"]):
+        for f in ("matrix.mtx.gz", "features.tsv.gz", "barcodes.tsv.gz"):
+            shutil.copy(src / gem / f, flat / f"GSM00{i}_{gem}_{f}")
+    shutil.copy(src / "grna_targets.csv", flat)
+    again = parse_dataset("screen", spec, flat)
+    assert list(again.obs["gem_folder"].cat.categories) == ["GSM000_gem1_rep_1", "GSM001_gem2_rep_2",
+                                                            "GSM002_gem3_rep_3"]  # fmt: skip
+    assert list(again.obs_names) == list(adata.obs_names) and (again.X != adata.X).nnz == 0
+    assert list(again.obs["guide_call"]) == list(adata.obs["guide_call"])
