@@ -7,7 +7,11 @@ from snakemake.utils import min_version
 min_version("8.0")
 
 
-configfile: "config.yaml"
+# The demo config is the default; a --configfile replaces it instead of being merged into it
+# (Snakemake would otherwise mix the demo's datasets and mixes into every other study).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 report: "report/workflow.rst"

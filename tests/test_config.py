@@ -64,3 +64,28 @@ def test_snakemake_refuses_to_start_on_a_bad_key_or_an_unknown_dataset(tmp_path,
     res = dry_run(bad)
     assert res.returncode != 0 and "mixes.base.datasets names 'blood_bsae'" in res.stderr + res.stdout
     assert not (tmp_path / "results").exists()
+
+
+def _dry_run_in_repo(*args):
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", *args], cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr + res.stdout
+    return res.stdout
+
+
+def test_a_configfile_replaces_the_demo_config_instead_of_merging():
+    out = _dry_run_in_repo("--configfile", "tests/configs/tiny.yaml")
+    assert "results/raw/blood.h5ad" in out and "blood_base" not in out and "tumour_alone" not in out
+
+
+def test_seeds_can_be_overridden_on_the_command_line():
+    out = _dry_run_in_repo("--config", "seeds=[0,5]")
+    assert "results/mixes/base/seed5.h5ad" in out and "seed1.h5ad" not in out
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "config").glob("*.yaml")))
+def test_shipped_configs_dry_run(path):
+    out = _dry_run_in_repo("--configfile", path)
+    cfg = yaml.safe_load((REPO / path).read_text())
+    for url in (d.get("url") for d in cfg["datasets"].values()):
+        assert url is None or url.startswith(("https://", "http://"))  # real URLs, not local files
+    assert "rule train" in out
