@@ -5,9 +5,16 @@ CORES  ?= 2
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup demo test lint dag clean
+.PHONY: setup system demo test lint dag clean
 
-setup: $(VENV)/.installed
+setup: system $(VENV)/.installed
+
+# R with edgeR for the recount3 source (Debian packages; installed when run as root).
+system:
+	@if Rscript -e 'library(edgeR)' >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq r-base-core r-bioc-edger >/dev/null; \
+	else echo "note: R with edgeR is missing; the recount3 source needs: apt-get install r-base-core r-bioc-edger"; fi
 
 # torch is installed first and pinned: an unpinned torch pulls several GB of CUDA packages.
 $(VENV)/.installed: requirements.txt pyproject.toml

@@ -56,6 +56,38 @@ def package_sources(*modules):
     return files
 
 
+def raw_dir_of(sources, negate=False):
+    """The raw folder pattern, constrained to datasets of these source types (or of all others)."""
+    names = [
+        d
+        for d, spec in config["datasets"].items()
+        if (spec["source"] in sources) != negate
+    ]
+    pattern = _alternatives(names) if names else "(?!)"
+    return f"resources/raw/{{dataset,{pattern}}}"
+
+
+def recount3_param(key):
+    """One parameter of the recount3 R script for a dataset, as a params function."""
+    return lambda wildcards: _recount3_params(wildcards)[key]
+
+
+def _recount3_params(wildcards):
+    spec = config["datasets"][wildcards.dataset]
+    f = spec["gene_filter"]
+    return {
+        "mirror": spec["mirror"],
+        "project": spec["project"],
+        "organism": spec["organism"],
+        "source": spec["data_source"],
+        "annotation": spec["annotation"],
+        "filter": f["method"],
+        "min_count": f["min_count"],
+        "min_samples": f["min_samples"],
+        "group": f.get("group"),
+    }
+
+
 def mix_datasets(wildcards):
     return list(config["mixes"][wildcards.mix]["datasets"])
 

@@ -7,7 +7,7 @@ rule download:
     input:
         code=package_sources("fetch.py", "simulate.py", "sources/simulated.py"),
     output:
-        raw=directory("resources/raw/{dataset}"),
+        raw=directory(raw_dir_of(["recount3"], negate=True)),
     log:
         "logs/download/{dataset}.log",
     retries: 1
@@ -20,6 +20,29 @@ rule download:
         timeout=config["download"]["timeout"],
     script:
         "../scripts/download.py"
+
+
+# recount3: an R script reads the project from a recount3 mirror, turns coverage sums into read counts
+# as recount3's compute_read_counts does, and filters genes with edgeR's filterByExpr.
+rule download_recount3:
+    output:
+        raw=directory(raw_dir_of(["recount3"])),
+    log:
+        "logs/download/{dataset}.log",
+    conda:
+        "../envs/r.yaml"
+    params:
+        mirror=recount3_param("mirror"),
+        project=recount3_param("project"),
+        organism=recount3_param("organism"),
+        source=recount3_param("source"),
+        annotation=recount3_param("annotation"),
+        filter=recount3_param("filter"),
+        min_count=recount3_param("min_count"),
+        min_samples=recount3_param("min_samples"),
+        group=recount3_param("group"),
+    script:
+        "../R/recount3.R"
 
 
 rule parse:

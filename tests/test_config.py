@@ -36,6 +36,9 @@ def test_shipped_configs_validate_and_get_defaults(config):
         (lambda c: c["datasets"]["blood_base"].update(source="ftp"), "source"),
         (lambda c: c["mixes"]["base"].pop("total_cells"), "total_cells"),
         (lambda c: c["qc"].update(max_pct_mito=150), "max_pct_mito"),
+        (lambda c: c["datasets"].update(bulk={"source": "csv", "url": "file:///x/counts.tsv"}), "counts"),
+        (lambda c: c["datasets"].update(pb={"source": "tenx", "url": "ftp://x/y.tar.gz"}), "ftp://"),
+        (lambda c: c["datasets"].update(pb={"source": "tenx", "url": "https://x/y", "labls": {}}), "labls"),
     ],
 )
 def test_wrong_key_or_type_names_the_key(config, edit, key):
