@@ -118,6 +118,12 @@ def dataset_spec(wildcards):
     return config["datasets"][wildcards.dataset]
 
 
+def split_params(wildcards):
+    """The global split settings with the dataset's overrides (schema defaults filled in)."""
+    spec = config["datasets"][wildcards.dataset]
+    return {**config["split"], **spec.get("split", {})}
+
+
 def qc_params(wildcards):
     spec = config["datasets"][wildcards.dataset]
     return {**config["qc"], **spec.get("qc", {})}

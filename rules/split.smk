@@ -13,6 +13,6 @@ rule split:
     conda:
         "../envs/data.yaml"
     params:
-        split=config["split"],
+        split=split_params,
     script:
         "../scripts/split.py"

@@ -92,3 +92,13 @@ def test_shipped_configs_dry_run(path):
     for url in (d.get("url") for d in cfg["datasets"].values()):
         assert url is None or url.startswith(("https://", "http://"))  # real URLs, not local files
     assert "rule train" in out
+
+
+def test_dataset_overrides_do_not_bring_back_defaults(config):
+    config["qc"]["max_pct_mito"] = 10
+    config["split"]["method"] = "group"
+    config["datasets"]["tumour"]["qc"] = {"min_genes": 100}
+    config["datasets"]["tumour"]["split"] = {"holdout_cell_types": ["T"]}
+    validate(config, str(SCHEMA))
+    assert config["datasets"]["tumour"]["qc"] == {"min_genes": 100}
+    assert config["datasets"]["tumour"]["split"] == {"holdout_cell_types": ["T"]}

@@ -27,3 +27,50 @@ def test_split_on_real_pbmc3k_keeps_every_cell_type_on_both_sides(pbmc3k):
     train, held = split_heldout(pbmc3k, 0.2, seed=0)
     assert held.n_obs == round(0.2 * 2638)
     assert set(held.obs["cell_type"]) == set(train.obs["cell_type"]) == set(pbmc3k.obs["cell_type"])
+
+
+def test_group_split_keeps_every_donor_on_one_side(blood):
+    train, held = split_heldout(blood, 0.3, seed=0, method="group", group_key="donor")  # ceil(0.9) = 1 donor
+    assert set(train.obs["donor"]).isdisjoint(held.obs["donor"])
+    assert held.obs["donor"].nunique() == 1 and train.obs["donor"].nunique() == 2
+
+
+def test_holdout_cell_types_go_to_eval_only(blood):
+    train, held = split_heldout(blood, 0.2, seed=0, holdout_cell_types=["B"])
+    assert "B" not in set(train.obs["cell_type"])
+    assert (held.obs["cell_type"] == "B").sum() == (blood.obs["cell_type"] == "B").sum()
+    assert set(held.obs["cell_type"]) == {"T", "B", "Mono"}  # the seen types are evaluated too
+
+
+def test_split_errors_name_the_problem(blood):
+    from scmix.errors import ScmixInputError
+
+    with pytest.raises(ScmixInputError, match=r"dataset 'b'.*holdout_cell_types \['Plasma'\] not found"):
+        split_heldout(blood, 0.2, seed=0, holdout_cell_types=["Plasma"], dataset="b")
+    with pytest.raises(ScmixInputError, match="needs an obs column group_key"):
+        split_heldout(blood, 0.2, seed=0, method="group", group_key="patient", dataset="b")
+
+
+def test_real_kang2018_split_by_donor(shared_data):
+    import anndata as ad
+    import pandas as pd
+    import scanpy as sc
+
+    kang = sc.read_10x_mtx(shared_data / "kang2018")
+    meta = pd.read_csv(shared_data / "kang2018" / "cell_metadata.csv", index_col=0)
+    kang.obs = meta.loc[kang.obs_names]
+    train, held = split_heldout(ad.AnnData(kang.X, obs=kang.obs), 0.25, seed=0, method="group", group_key="donor")
+    assert set(train.obs["donor"]).isdisjoint(set(held.obs["donor"]))
+    assert held.obs["donor"].nunique() == 2 and train.obs["donor"].nunique() == 6  # 25 % of 8 donors
+    assert train.n_obs + held.n_obs == 12261
+
+
+def test_real_pbmc3k_held_out_b_cells_are_in_no_training_mix(pbmc3k):
+    from scmix.mix import check_no_leak, make_mix
+
+    train, held = split_heldout(pbmc3k, 0.2, seed=0, holdout_cell_types=["B"])
+    assert (held.obs["cell_type"] == "B").sum() == 344
+    for seed in (0, 1, 2):
+        mix = make_mix("base", {"total_cells": 1500, "datasets": {"pbmc3k": 1.0}}, {"pbmc3k": train}, seed=seed)
+        assert "B" not in set(mix.obs["cell_type"])
+        check_no_leak(mix.obs["source_cell_id"], {"pbmc3k": held.obs_names}, "base")
