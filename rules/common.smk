@@ -88,6 +88,12 @@ def _recount3_params(wildcards):
     }
 
 
+def gene_list_input():
+    """The fixed gene list as an input of the mix rule, when one is configured."""
+    path = config["genes"].get("gene_list")
+    return {"gene_list": path} if path else {}
+
+
 def mix_datasets(wildcards):
     return list(config["mixes"][wildcards.mix]["datasets"])
 

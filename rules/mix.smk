@@ -3,14 +3,17 @@
 
 rule mix:
     input:
+        **gene_list_input(),
         train=lambda wc: expand(
             "results/split/{dataset}/train.h5ad", dataset=mix_datasets(wc)
         ),
         eval=expand("results/split/{dataset}/eval.h5ad", dataset=EVAL_SETS),
-        code=package_sources("mix.py"),
+        code=package_sources("mix.py", "genes.py"),
     output:
         h5ad="results/mixes/{mix}/seed{seed}.h5ad",
         manifest="results/mixes/{mix}/seed{seed}.manifest.tsv",
+        summary="results/mixes/{mix}/seed{seed}.manifest.json",
+        genes="results/mixes/{mix}/seed{seed}.genes.tsv",
     log:
         "logs/mix/{mix}/seed{seed}.log",
     conda:
@@ -19,5 +22,6 @@ rule mix:
         recipe=lambda wc: config["mixes"][wc.mix],
         datasets=mix_datasets,
         eval_sets=EVAL_SETS,
+        genes=config["genes"],
     script:
         "../scripts/mix.py"

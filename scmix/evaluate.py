@@ -54,13 +54,17 @@ def reconstruction_accuracy(counts, rho: np.ndarray, n_top_genes: int = 1000) ->
     return pd.DataFrame({"pearson": r, "r2": r**2})
 
 
-def reindex_to_genes(adata, genes, *, min_overlap: float, eval_set: str):
+def reindex_to_genes(adata, genes, *, min_overlap: float, eval_set: str, keys=None):
     """Counts of ``adata`` in the order of ``genes``; genes the eval set lacks are zero-padded.
 
-    Warns when padding happens and fails below ``min_overlap`` (fraction of model genes found).
+    ``keys`` are the eval set's own gene keys to match ``genes`` against (default its var_names; the
+    Ensembl IDs when the model's genes were matched on IDs). Warns when padding happens and fails below
+    ``min_overlap`` (fraction of model genes found).
     """
     genes = pd.Index(genes)
-    pos = adata.var_names.get_indexer(genes)
+    own = pd.Index(adata.var_names if keys is None else keys)
+    pos = pd.Series(np.arange(len(own)))[~own.duplicated()].set_axis(own[~own.duplicated()])
+    pos = pos.reindex(genes).fillna(-1).astype(int).to_numpy()
     found = pos >= 0
     overlap = found.mean()
     if overlap < min_overlap:

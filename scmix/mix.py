@@ -1,79 +1,126 @@
-"""Training-set mixing: a recipe of datasets and fractions, a total size, and a seed."""
+"""Training-set mixing: a recipe of datasets, a size, and a seed.
+
+A recipe maps each dataset (its training part) to either a fraction of ``total_cells`` or an absolute
+number of ``cells``, optionally drawn from part ``part`` of ``parts`` equal parts of that dataset
+(the datamix design "base half 1 + X" is ``{base: {fraction: 0.5, part: 1, parts: 2}, X: 0.5}``).
+For each dataset the training cells are permuted by a generator seeded with (seed, dataset name) and
+the permutation is cut into the parts; cells are taken from the start of the chosen part. So one seed
+gives nested subsets of a dataset across mixes, the result does not depend on the order of the recipe,
+and another seed gives another draw.
+"""
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
 from scmix.errors import ScmixInputError
+from scmix.genes import highly_variable, resolve_match_on, select, shared_keys
+
+
+def components(recipe: Mapping, mix: str) -> list[dict]:
+    """The recipe as a list of {dataset, fraction | cells, part, parts}."""
+    out = []
+    for d, v in recipe["datasets"].items():
+        c = {"dataset": d, "part": 1, "parts": 1}
+        if isinstance(v, Mapping):
+            c.update({k: v[k] for k in ("fraction", "cells", "part", "parts") if k in v})
+        else:
+            c["fraction"] = float(v)
+        if ("fraction" in c) == ("cells" in c):
+            raise ScmixInputError(f"mix '{mix}': dataset '{d}' needs exactly one of fraction or cells")
+        if not 1 <= c["part"] <= c["parts"]:
+            raise ScmixInputError(f"mix '{mix}': dataset '{d}' part {c['part']} is not in 1..{c['parts']}")
+        out.append(c)
+    return out
 
 
 def recipe_counts(recipe: Mapping, available: Mapping[str, int], mix: str) -> dict[str, int]:
-    """Cells to draw per dataset: fractions of ``total_cells`` rounded by largest remainder.
+    """Cells to draw per dataset: absolute counts, and fractions of ``total_cells`` by largest remainder.
 
-    Fails, with the numbers, when a dataset has fewer training cells than the recipe asks for.
+    Fails, with the numbers, when a dataset (or the chosen part of it) has fewer training cells than
+    the recipe asks for, unless ``replace`` is set.
     """
-    fractions = {d: float(f) for d, f in recipe["datasets"].items()}
-    total = int(recipe["total_cells"])
-    s = sum(fractions.values())
-    if not np.isclose(s, 1.0, atol=1e-6):
-        raise ScmixInputError(f"mix '{mix}': dataset fractions sum to {s:g}, not 1")
-    raw = {d: total * f for d, f in fractions.items()}
-    counts = {d: int(np.floor(v)) for d, v in raw.items()}
-    short = total - sum(counts.values())
-    for d in sorted(raw, key=lambda d: raw[d] - counts[d], reverse=True)[:short]:
-        counts[d] += 1
+    comps = components(recipe, mix)
+    kinds = {"fraction" if "fraction" in c else "cells" for c in comps}
+    if len(kinds) > 1:
+        raise ScmixInputError(f"mix '{mix}': give every dataset a fraction or every dataset a number of cells")
+    if kinds == {"cells"}:
+        counts = {c["dataset"]: int(c["cells"]) for c in comps}
+        if "total_cells" in recipe and sum(counts.values()) != int(recipe["total_cells"]):
+            raise ScmixInputError(f"mix '{mix}': cells add up to {sum(counts.values())}, not total_cells "
+                                  f"{recipe['total_cells']}")  # fmt: skip
+    else:
+        if "total_cells" not in recipe:
+            raise ScmixInputError(f"mix '{mix}': fractions need total_cells")
+        total = int(recipe["total_cells"])
+        fractions = {c["dataset"]: float(c["fraction"]) for c in comps}
+        s = sum(fractions.values())
+        if not np.isclose(s, 1.0, atol=1e-6):
+            raise ScmixInputError(f"mix '{mix}': dataset fractions sum to {s:g}, not 1")
+        raw = {d: total * f for d, f in fractions.items()}
+        counts = {d: int(np.floor(v)) for d, v in raw.items()}
+        for d in sorted(raw, key=lambda d: raw[d] - counts[d], reverse=True)[: total - sum(counts.values())]:
+            counts[d] += 1
     if not recipe.get("replace", False):
-        for d, n in counts.items():
-            if n > available[d]:
+        for c in comps:
+            d, n = c["dataset"], counts[c["dataset"]]
+            pool = len(np.array_split(np.arange(available[d]), c["parts"])[c["part"] - 1])
+            if n > pool:
+                where = f"part {c['part']} of {c['parts']} of its training split" if c["parts"] > 1 else (
+                    "its training split")  # fmt: skip
+                asked = f"{c['fraction']:g} x {recipe['total_cells']}" if "fraction" in c else "absolute"
                 raise ScmixInputError(
-                    f"mix '{mix}' asks for {n} cells of dataset '{d}' "
-                    f"({fractions[d]:g} x {total}) but its training split holds only {available[d]}; "
-                    "lower total_cells or set replace: true"
+                    f"mix '{mix}' asks for {n} cells of dataset '{d}' ({asked}) but {where} holds only {pool}; "
+                    "lower the size or set replace: true"
                 )
-    return counts
+    return {c["dataset"]: counts[c["dataset"]] for c in comps}
 
 
-def shared_genes(parts: Mapping[str, ad.AnnData]) -> pd.Index:
-    """Genes present in every part, in the order of the first part."""
-    names = list(parts)
-    genes = parts[names[0]].var_names
-    for d in names[1:]:
-        genes = genes[genes.isin(parts[d].var_names)]
-    if len(genes) == 0:
-        raise ScmixInputError(f"datasets {names} share no genes")
-    return genes
+def draw(n_available: int, n: int, seed: int, dataset: str, part: int = 1, parts: int = 1,
+         replace: bool = False) -> np.ndarray:  # fmt: skip
+    """Row indices of one dataset's draw (see the module docstring)."""
+    rng = np.random.default_rng([int(seed), zlib.crc32(dataset.encode())])
+    pool = np.array_split(rng.permutation(n_available), parts)[part - 1]
+    if replace:
+        return pool[np.random.default_rng([int(seed), zlib.crc32(dataset.encode()), part]).integers(0, len(pool), n)]
+    return pool[:n]
 
 
-def make_mix(mix: str, recipe: Mapping, parts: Mapping[str, ad.AnnData], seed: int) -> ad.AnnData:
-    """Draw the recipe's cells from each dataset's training part and join them on shared genes.
-
-    Each dataset's draw uses a generator seeded by (seed, dataset name): for one seed, mixes that share
-    a dataset draw nested subsets of it, and the result does not depend on the order of the recipe.
-    """
+def make_mix(mix: str, recipe: Mapping, parts: Mapping[str, ad.AnnData], seed: int, *, match_on: str = "auto",
+             gene_list: Sequence[str] | None = None, n_top_genes: int | None = None, hvg_flavor: str = "seurat_v3",
+             hvg_batch_key: str | None = "dataset") -> ad.AnnData:  # fmt: skip
+    """Draw the recipe's cells from each dataset's training part and join them on harmonised genes."""
     counts = recipe_counts(recipe, {d: p.n_obs for d, p in parts.items()}, mix)
-    genes = shared_genes(parts)
+    match_on = resolve_match_on(parts, match_on)
+    keys = shared_keys(parts, match_on, gene_list)
+    replace = bool(recipe.get("replace", False))
+    var = select(parts[next(iter(parts))][:0], keys, match_on).var.copy()  # names from the first dataset
+    var["match_key"] = keys.to_numpy()
     pieces = []
-    for d, n in counts.items():
-        rng = np.random.default_rng([int(seed), zlib.crc32(d.encode())])
+    for c in components(recipe, mix):
+        d = c["dataset"]
         part = parts[d]
-        if recipe.get("replace", False):
-            take = rng.integers(0, part.n_obs, n)
-        else:
-            take = rng.permutation(part.n_obs)[:n]
-        piece = part[take, genes].copy()
+        take = draw(part.n_obs, counts[d], seed, d, c["part"], c["parts"], replace)
+        piece = select(part[take], keys, match_on).copy()
+        piece.var_names = var.index
         piece.obs["dataset"] = d
         piece.obs["source_cell_id"] = piece.obs_names.to_numpy()
-        if recipe.get("replace", False):
-            piece.obs_names = [f"{c}#{i}" for i, c in enumerate(piece.obs_names)]
+        if replace:
+            piece.obs_names = [f"{cell}#{i}" for i, cell in enumerate(piece.obs_names)]
         pieces.append(piece)
     out = ad.concat(pieces, join="inner", merge="first")
+    out.var = var
     out.obs["dataset"] = pd.Categorical(out.obs["dataset"], categories=list(counts))
-    out.uns["mix"] = {"name": mix, "seed": int(seed), "cells_per_dataset": counts, "n_genes": len(genes)}
+    if n_top_genes:
+        hvg = highly_variable(out, int(n_top_genes), hvg_flavor, hvg_batch_key)
+        out = out[:, hvg].copy()
+    out.uns["mix"] = {"name": mix, "seed": int(seed), "cells_per_dataset": counts, "n_genes": out.n_vars,
+                      "match_on": match_on, "n_top_genes": int(n_top_genes or 0)}  # fmt: skip
     return out
 
 
@@ -90,8 +137,27 @@ def check_no_leak(mix_ids, eval_ids: Mapping[str, pd.Index], mix: str) -> None:
 
 
 def manifest(adata: ad.AnnData) -> pd.DataFrame:
-    """Cells per dataset and cell type of a mix (tidy)."""
-    keys = ["dataset"] + (["cell_type"] if "cell_type" in adata.obs else [])
+    """Cells per dataset x cell type x donor of a mix (tidy; the label columns present)."""
+    keys = ["dataset"] + [k for k in ("cell_type", "donor") if k in adata.obs]
     tab = adata.obs.groupby(keys, observed=True).size().rename("n_cells").reset_index()
     tab["n_genes"] = adata.n_vars
     return tab
+
+
+def manifest_summary(adata: ad.AnnData, recipe: Mapping) -> dict:
+    """The JSON manifest: cells per dataset, cell type and donor, genes kept, seed, recipe."""
+
+    def tally(key):
+        if key not in adata.obs:
+            return {}
+        return {str(k): int(v) for k, v in adata.obs[key].astype(str).value_counts().sort_index().items()}
+
+    info = dict(adata.uns["mix"])
+    info["cells_per_dataset"] = {k: int(v) for k, v in info["cells_per_dataset"].items()}
+    return {
+        **info,
+        "n_cells": int(adata.n_obs),
+        "cells_per_cell_type": tally("cell_type"),
+        "cells_per_donor": tally("donor"),
+        "recipe": {k: v for k, v in recipe.items()},
+    }

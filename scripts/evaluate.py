@@ -8,6 +8,7 @@ import torch
 from scmix import rulecall
 from scmix.checkpoint import load_checkpoint
 from scmix.evaluate import reconstruction_accuracy, reindex_to_genes, summarise
+from scmix.genes import gene_keys
 from scmix.io import check_integer_counts, read_h5ad, write_table
 from scmix.train import resolve_device
 
@@ -19,7 +20,10 @@ def main(smk):
     device = resolve_device(p.get("device", "auto"))
     model, ckpt = load_checkpoint(smk.input.model, device=device)
     adata = read_h5ad(smk.input.eval, dataset=w.eval_set)
-    counts, overlap = reindex_to_genes(adata, ckpt["genes"], min_overlap=p["min_gene_overlap"], eval_set=w.eval_set)
+    match_on = ckpt["meta"].get("match_on", "symbols")
+    model_keys = ckpt["meta"].get("gene_keys", ckpt["genes"])
+    counts, overlap = reindex_to_genes(adata, model_keys, keys=gene_keys(adata, match_on),
+                                       min_overlap=p["min_gene_overlap"], eval_set=w.eval_set)  # fmt: skip
     check_integer_counts(counts, dataset=w.eval_set, path=smk.input.eval)
     rho = []
     with torch.no_grad():

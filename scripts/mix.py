@@ -1,34 +1,39 @@
 """Rule mix: draw one training mix for one seed; check that no held-out cell leaks into it."""
 
+import json
 import logging
 
 import anndata as ad
 
 from scmix import rulecall
+from scmix.genes import read_gene_list
 from scmix.io import read_h5ad, write_h5ad, write_table
-from scmix.mix import check_no_leak, make_mix, manifest
+from scmix.mix import check_no_leak, make_mix, manifest, manifest_summary
 
 
 def main(smk):
     mix, seed = smk.wildcards.mix, int(smk.wildcards.seed)
+    g = smk.params.genes
     parts = {d: read_h5ad(p, dataset=d) for d, p in zip(smk.params.datasets, smk.input.train, strict=True)}
-    adata = make_mix(mix, smk.params.recipe, parts, seed)
-    eval_ids = {
-        d: ad.read_h5ad(p, backed="r").obs_names for d, p in zip(smk.params.eval_sets, smk.input.eval, strict=True)
-    }
+    gene_list = read_gene_list(smk.input.gene_list) if smk.input.get("gene_list") else None
+    adata = make_mix(mix, smk.params.recipe, parts, seed, match_on=g["match_on"], gene_list=gene_list,
+                     n_top_genes=g.get("n_top_genes"), hvg_flavor=g["hvg_flavor"],
+                     hvg_batch_key=g.get("hvg_batch_key"))  # fmt: skip
+    eval_ids = {d: ad.read_h5ad(p, backed="r").obs_names for d, p in zip(smk.params.eval_sets, smk.input.eval,
+                                                                          strict=True)}  # fmt: skip
     check_no_leak(adata.obs["source_cell_id"], eval_ids, mix)
-    logging.info(
-        "mix %s seed %d: %d cells x %d genes %s",
-        mix,
-        seed,
-        adata.n_obs,
-        adata.n_vars,
-        adata.uns["mix"]["cells_per_dataset"],
-    )
+    logging.info("mix %s seed %d: %d cells x %d genes (matched on %s) %s", mix, seed, adata.n_obs, adata.n_vars,
+                 adata.uns["mix"]["match_on"], adata.uns["mix"]["cells_per_dataset"])  # fmt: skip
     tab = manifest(adata)
     tab.insert(0, "seed", seed)
     tab.insert(0, "mix", mix)
     write_table(tab, smk.output.manifest)
+    summary = manifest_summary(adata, smk.params.recipe)
+    summary["genes_file"] = smk.output.genes
+    with open(smk.output.summary, "w") as fh:
+        json.dump(summary, fh, indent=1)
+    genes = adata.var[[c for c in ("gene_ids", "match_key") if c in adata.var]].copy()
+    write_table(genes, smk.output.genes, index=True, index_label="gene")
     write_h5ad(adata, smk.output.h5ad)
 
 

@@ -38,7 +38,10 @@ def main(smk):
         "batch_norm": spec["batch_norm"],
     }
     model, history = build_and_fit(spec["architecture"], kwargs, X, cfg)
+    match_keys = adata.var["match_key"] if "match_key" in adata.var else adata.var_names
     meta = {
+        "match_on": adata.uns.get("mix", {}).get("match_on", "symbols"),
+        "gene_keys": [str(k) for k in match_keys],
         "model": model_name,
         "mix": mix,
         "seed": seed,

@@ -67,3 +67,27 @@ def test_mix_on_real_pbmc3k_train_split(pbmc3k):
     check_no_leak(mix.obs["source_cell_id"], {"pbmc3k": held.obs_names}, "base")
     with pytest.raises(ScmixInputError, match="holds only 2110"):
         make_mix("big", {"total_cells": 3000, "datasets": {"pbmc3k": 1.0}}, {"pbmc3k": train}, seed=0)
+
+
+def test_absolute_cells_and_parts_of_a_dataset(parts):
+    recipe = {"datasets": {"blood": {"cells": 120, "part": 2, "parts": 2}, "tumour": {"cells": 80}}}
+    mix = make_mix("m", recipe, parts, seed=3)
+    assert mix.obs["dataset"].value_counts().to_dict() == {"blood": 120, "tumour": 80}
+    half1 = make_mix("h1", {"datasets": {"blood": {"cells": 120, "part": 1, "parts": 2}}}, parts, seed=3)
+    blood2 = set(mix.obs_names[mix.obs["dataset"] == "blood"])
+    assert blood2.isdisjoint(half1.obs_names)  # the two halves of one seed share no cell
+    with pytest.raises(ScmixInputError, match="part 1 of 2 of its training split holds only 300"):
+        make_mix("x", {"datasets": {"blood": {"cells": 301, "part": 1, "parts": 2}}}, parts, seed=0)
+    with pytest.raises(ScmixInputError, match="a fraction or every dataset a number of cells"):
+        recipe_counts({"total_cells": 10, "datasets": {"a": 0.5, "b": {"cells": 5}}}, {"a": 9, "b": 9}, "m")
+
+
+def test_manifest_summary_counts(parts):
+    from scmix.mix import manifest_summary
+
+    recipe = {"total_cells": 100, "datasets": {"blood": 0.5, "tumour": 0.5}}
+    mix = make_mix("m", recipe, parts, seed=0)
+    info = manifest_summary(mix, recipe)
+    assert info["cells_per_dataset"] == {"blood": 50, "tumour": 50} and info["n_cells"] == 100
+    assert sum(info["cells_per_cell_type"].values()) == 100 and sum(info["cells_per_donor"].values()) == 100
+    assert info["seed"] == 0 and info["n_genes"] == mix.n_vars

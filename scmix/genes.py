@@ -1,0 +1,111 @@
+"""Gene harmonisation across datasets: which genes a mix (and so a model) uses, matched how.
+
+Genes are matched on Ensembl IDs (version suffix ignored) when every dataset has them, else on gene
+symbols (``match_on: auto``); or as configured. The gene space is the intersection across the mix's
+datasets, or a fixed gene list, optionally narrowed to highly variable genes of the mix's raw counts
+(scanpy ``seurat_v3``). Every output records the genes it kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import anndata as ad
+import pandas as pd
+
+from scmix.errors import ScmixInputError
+
+log = logging.getLogger("scmix.genes")
+_VERSION = re.compile(r"\.\d+$")
+
+
+def has_ensembl_ids(adata: ad.AnnData, min_share: float = 0.9) -> bool:
+    if "gene_ids" not in adata.var:
+        return False
+    ids = adata.var["gene_ids"].astype(str)
+    return bool(ids.str.startswith("ENS").mean() >= min_share)
+
+
+def resolve_match_on(parts: Mapping[str, ad.AnnData], match_on: str = "auto") -> str:
+    if match_on == "auto":
+        return "gene_ids" if all(has_ensembl_ids(a) for a in parts.values()) else "symbols"
+    if match_on == "gene_ids":
+        lacking = [d for d, a in parts.items() if "gene_ids" not in a.var]
+        if lacking:
+            raise ScmixInputError(f"genes.match_on is gene_ids but datasets {lacking} have no var['gene_ids']")
+    elif match_on != "symbols":
+        raise ValueError(f"unknown genes.match_on '{match_on}' (auto, gene_ids, symbols)")
+    return match_on
+
+
+def gene_keys(adata: ad.AnnData, match_on: str) -> pd.Index:
+    """The matching key of every gene of ``adata``: Ensembl ID without version, or symbol."""
+    if match_on == "gene_ids":
+        return pd.Index(adata.var["gene_ids"].astype(str).str.replace(_VERSION, "", regex=True))
+    return pd.Index(adata.var_names.astype(str))
+
+
+def read_gene_list(path: str | Path) -> list[str]:
+    try:
+        genes = [g.strip() for g in Path(path).read_text().splitlines() if g.strip() and not g.startswith("#")]
+    except OSError as err:
+        raise ScmixInputError(f"cannot read gene list: {err}", path=str(path)) from err
+    if not genes:
+        raise ScmixInputError("gene list is empty", path=str(path))
+    return genes
+
+
+def shared_keys(parts: Mapping[str, ad.AnnData], match_on: str, gene_list: Sequence[str] | None = None) -> pd.Index:
+    """Keys present in every part, in the first part's order (or the gene list's order)."""
+    keysets = {d: gene_keys(a, match_on) for d, a in parts.items()}
+    for d, keys in keysets.items():
+        if keys.has_duplicates:
+            log.warning("dataset '%s': %d genes share a %s key; the first of each is used", d,
+                        int(keys.duplicated().sum()), match_on)  # fmt: skip
+    names = list(parts)
+    if gene_list is not None:
+        shared = pd.Index(pd.unique(pd.Index([_VERSION.sub("", g) if match_on == "gene_ids" else g
+                                              for g in gene_list])))  # fmt: skip
+        for d in names:
+            missing = shared.difference(keysets[d])
+            if len(missing):
+                raise ScmixInputError(f"{len(missing)} genes of the gene list are not in the dataset "
+                                      f"(e.g. {list(missing[:3])})", dataset=d)  # fmt: skip
+        return shared
+    shared = keysets[names[0]].drop_duplicates()
+    for d in names[1:]:
+        before = len(shared)
+        shared = shared[shared.isin(keysets[d])]
+        log.info("genes: %d of %d shared after adding dataset '%s'", len(shared), before, d)
+    if len(shared) == 0:
+        raise ScmixInputError(f"datasets {names} share no genes (matched on {match_on})")
+    return shared
+
+
+def select(adata: ad.AnnData, keys: pd.Index, match_on: str) -> ad.AnnData:
+    """``adata`` restricted to ``keys`` in that order (first gene of a duplicated key)."""
+    own = gene_keys(adata, match_on)
+    first = ~own.duplicated()
+    pos = pd.Series(range(len(own)))[first].set_axis(own[first]).reindex(keys)
+    if pos.isna().any():
+        raise ScmixInputError(f"{int(pos.isna().sum())} genes missing (e.g. {list(keys[pos.isna()][:3])})")
+    out = adata[:, pos.astype(int).to_numpy()]
+    return out
+
+
+def highly_variable(adata: ad.AnnData, n_top_genes: int, flavor: str = "seurat_v3",
+                    batch_key: str | None = None) -> pd.Index:  # fmt: skip
+    """Names of the top ``n_top_genes`` variable genes, computed on raw counts (scanpy)."""
+    import scanpy as sc
+
+    if n_top_genes >= adata.n_vars:
+        return adata.var_names
+    if batch_key and (batch_key not in adata.obs or adata.obs[batch_key].nunique() < 2):
+        batch_key = None
+    hvg = sc.pp.highly_variable_genes(adata, flavor=flavor, n_top_genes=n_top_genes, batch_key=batch_key,
+                                      inplace=False, subset=False)  # fmt: skip
+    hvg.index = adata.var_names
+    return adata.var_names[hvg["highly_variable"].to_numpy()]

@@ -1,0 +1,69 @@
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from anndata import AnnData
+
+from scmix.errors import ScmixInputError
+from scmix.genes import gene_keys, highly_variable, read_gene_list, resolve_match_on, select, shared_keys
+from scmix.mix import make_mix
+
+
+def dataset(symbols, ids, n=6, seed=0):
+    X = sp.csr_matrix(np.random.default_rng(seed).poisson(3, (n, len(symbols))))
+    return AnnData(X, var=pd.DataFrame({"gene_ids": ids}, index=symbols),
+                   obs=pd.DataFrame(index=[f"c{seed}_{i}" for i in range(n)]))  # fmt: skip
+
+
+def test_ids_match_across_versions_and_renamed_symbols():
+    a = dataset(["TP53", "GAPDH", "ACTB"], ["ENSG01.3", "ENSG02.1", "ENSG03.7"])
+    b = dataset(["ACTB", "P53_old", "XIST"], ["ENSG03.9", "ENSG01.1", "ENSG09.1"], seed=1)
+    parts = {"a": a, "b": b}
+    assert resolve_match_on(parts) == "gene_ids"
+    keys = shared_keys(parts, "gene_ids")
+    assert list(keys) == ["ENSG01", "ENSG03"]  # first dataset's order, version ignored
+    np.testing.assert_array_equal(select(b, keys, "gene_ids").X.toarray(), b.X.toarray()[:, [1, 0]])
+    assert list(shared_keys(parts, "symbols")) == ["ACTB"]
+
+
+def test_auto_falls_back_to_symbols_without_ensembl_ids():
+    a = dataset(["A", "B"], ["ENSG1", "ENSG2"])
+    b = dataset(["B", "A"], ["x", "y"], seed=1)
+    assert resolve_match_on({"a": a, "b": b}) == "symbols"
+    with pytest.raises(ScmixInputError, match="share no genes"):
+        shared_keys({"a": a, "b": dataset(["C"], ["z"], seed=2)}, "symbols")
+
+
+def test_gene_list_fixes_the_gene_space(tmp_path):
+    a = dataset(["A", "B", "C"], ["1", "2", "3"])
+    (tmp_path / "genes.txt").write_text("# model genes\nC\nA\n")
+    genes = read_gene_list(tmp_path / "genes.txt")
+    assert list(shared_keys({"a": a}, "symbols", genes)) == ["C", "A"]
+    with pytest.raises(ScmixInputError, match="1 genes of the gene list are not in the dataset"):
+        shared_keys({"a": a}, "symbols", ["A", "Z"])
+
+
+def test_real_pbmc3k_and_kang2018_harmonise_on_ensembl_ids(pbmc3k, shared_data):
+    import scanpy as sc
+
+    kang = sc.read_10x_mtx(shared_data / "kang2018", var_names="gene_symbols")
+    parts = {"pbmc3k": pbmc3k, "kang": kang}
+    assert resolve_match_on(parts) == "gene_ids"
+    by_id = shared_keys(parts, "gene_ids")
+    by_symbol = shared_keys(parts, "symbols")
+    assert len(by_id) > 1000 and len(by_id) >= len(by_symbol)
+    mix = make_mix("base+kang", {"total_cells": 400, "datasets": {"pbmc3k": 0.5, "kang": 0.5}}, parts, seed=0)
+    assert mix.n_vars == len(by_id) and list(mix.var["match_key"]) == list(by_id)
+    # the same gene in both datasets lands in the same column
+    kang_ids = gene_keys(kang, "gene_ids")
+    from_kang = mix[mix.obs["dataset"] == "kang"]
+    col = 0
+    src = kang[from_kang.obs["source_cell_id"]].X[:, kang_ids.get_loc(by_id[col])].toarray().ravel()
+    np.testing.assert_array_equal(from_kang.X[:, col].toarray().ravel(), src)
+
+
+def test_hvg_on_raw_counts_selects_the_variable_genes(blood):
+    hvg = highly_variable(blood, 100, "seurat_v3")
+    assert len(hvg) == 100 and set(hvg) <= set(blood.var_names)
+    mix = make_mix("m", {"total_cells": 300, "datasets": {"blood": 1.0}}, {"blood": blood}, seed=0, n_top_genes=50)
+    assert mix.n_vars == 50 and mix.uns["mix"]["n_top_genes"] == 50
