@@ -110,6 +110,8 @@ def make_mix(mix: str, recipe: Mapping, parts: Mapping[str, ad.AnnData], seed: i
         piece.var_names = var.index
         piece.obs["dataset"] = d
         piece.obs["source_cell_id"] = piece.obs_names.to_numpy()
+        # barcodes repeat across datasets (10x reuses its whitelist): a cell is (dataset, barcode)
+        piece.obs_names = qualified_ids(d, piece.obs_names)
         if replace:
             piece.obs_names = [f"{cell}#{i}" for i, cell in enumerate(piece.obs_names)]
         pieces.append(piece)
@@ -124,8 +126,22 @@ def make_mix(mix: str, recipe: Mapping, parts: Mapping[str, ad.AnnData], seed: i
     return out
 
 
+def qualified_ids(dataset: str, cell_ids) -> pd.Index:
+    """Cell IDs unique across datasets: ``dataset:cell``."""
+    return pd.Index([f"{dataset}:{c}" for c in cell_ids])
+
+
+def mix_cell_ids(adata: ad.AnnData) -> pd.Index:
+    """The qualified source IDs of a mix's cells (repeats when drawn with replacement)."""
+    return pd.Index(adata.obs["dataset"].astype(str) + ":" + adata.obs["source_cell_id"].astype(str))
+
+
 def check_no_leak(mix_ids, eval_ids: Mapping[str, pd.Index], mix: str) -> None:
-    """Fail if any held-out cell of any eval set is in the training mix."""
+    """Fail if any held-out cell of any eval set is in the training mix.
+
+    Compare like with like: qualified IDs on both sides (``mix_cell_ids`` and ``qualified_ids``), or
+    plain IDs within one dataset.
+    """
     mix_ids = pd.Index(mix_ids)
     for name, ids in eval_ids.items():
         leaked = mix_ids.intersection(ids)

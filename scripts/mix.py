@@ -8,7 +8,7 @@ import anndata as ad
 from scmix import rulecall
 from scmix.genes import read_gene_list
 from scmix.io import read_h5ad, write_h5ad, write_table
-from scmix.mix import check_no_leak, make_mix, manifest, manifest_summary
+from scmix.mix import check_no_leak, make_mix, manifest, manifest_summary, mix_cell_ids, qualified_ids
 
 
 def main(smk):
@@ -19,9 +19,11 @@ def main(smk):
     adata = make_mix(mix, smk.params.recipe, parts, seed, match_on=g["match_on"], gene_list=gene_list,
                      n_top_genes=g.get("n_top_genes"), hvg_flavor=g["hvg_flavor"],
                      hvg_batch_key=g.get("hvg_batch_key"))  # fmt: skip
-    eval_ids = {d: ad.read_h5ad(p, backed="r").obs_names for d, p in zip(smk.params.eval_sets, smk.input.eval,
-                                                                          strict=True)}  # fmt: skip
-    check_no_leak(adata.obs["source_cell_id"], eval_ids, mix)
+    eval_ids = {
+        d: qualified_ids(d, ad.read_h5ad(p, backed="r").obs_names)
+        for d, p in zip(smk.params.eval_sets, smk.input.eval, strict=True)
+    }
+    check_no_leak(mix_cell_ids(adata), eval_ids, mix)
     logging.info("mix %s seed %d: %d cells x %d genes (matched on %s) %s", mix, seed, adata.n_obs, adata.n_vars,
                  adata.uns["mix"]["match_on"], adata.uns["mix"]["cells_per_dataset"])  # fmt: skip
     tab = manifest(adata)

@@ -1,3 +1,4 @@
+import pandas as pd
 import pytest
 
 from scmix.errors import ScmixInputError
@@ -91,3 +92,19 @@ def test_manifest_summary_counts(parts):
     assert info["cells_per_dataset"] == {"blood": 50, "tumour": 50} and info["n_cells"] == 100
     assert sum(info["cells_per_cell_type"].values()) == 100 and sum(info["cells_per_donor"].values()) == 100
     assert info["seed"] == 0 and info["n_genes"] == mix.n_vars
+
+
+def test_shared_barcodes_across_datasets_are_distinct_cells(blood):
+    """10x barcodes repeat across datasets: a cell is (dataset, barcode), never the barcode alone."""
+    from scmix.mix import mix_cell_ids, qualified_ids
+
+    other = blood.copy()  # same barcodes, another dataset
+    train_a, held_a = split_heldout(blood, 0.2, seed=0)
+    train_b, held_b = split_heldout(other, 0.2, seed=1)
+    mix = make_mix("m", {"total_cells": 800, "datasets": {"a": 0.5, "b": 0.5}}, {"a": train_a, "b": train_b}, seed=0)
+    assert mix.obs_names.is_unique and mix.n_obs == 800
+    ids = mix_cell_ids(mix)
+    eval_ids = {"a": qualified_ids("a", held_a.obs_names), "b": qualified_ids("b", held_b.obs_names)}
+    check_no_leak(ids, eval_ids, "m")  # b's training barcodes are a's held-out ones, but other cells
+    with pytest.raises(ScmixInputError, match="leaked"):
+        check_no_leak(ids.append(pd.Index([f"a:{held_a.obs_names[0]}"])), eval_ids, "m")
