@@ -22,6 +22,14 @@ def _check_names():
                 raise ValueError(
                     f"config: mixes.{mix}.datasets names '{d}', which is not under datasets"
                 )
+        uses_fractions = any(
+            not isinstance(v, dict) or "fraction" in v
+            for v in recipe["datasets"].values()
+        )
+        if uses_fractions and "total_cells" not in recipe:
+            raise ValueError(
+                f"config: mixes.{mix} gives fractions and so needs total_cells"
+            )
     for d in EVAL_SETS:
         if d not in config["datasets"]:
             raise ValueError(

@@ -1,4 +1,17 @@
-"""Cell and gene QC with scanpy's metrics; every step's removals are reported."""
+"""Cell and gene QC with scanpy's metrics; every step's removals are reported.
+
+Two modes (``params["mode"]``):
+
+- ``single_cell`` (default): cells with too few detected genes or counts, too many counts or too high a
+  mitochondrial share are removed, then genes detected in fewer than ``min_cells`` of the cells left.
+- ``bulk`` (recount3, GEO supplementary counts, csv/h5ad bulk tables): the library size of each sample
+  (its total counts, exact) is recorded in ``obs["library_size"]`` before any filter; the per-cell
+  filters (``min_genes``, ``min_counts``, ``max_counts``, ``max_pct_mito``, ``min_cells``) do not apply;
+  samples below an optional ``min_library_size`` are removed, then genes with fewer than ``min_samples``
+  samples of at least ``min_count`` counts (edgeR's min-samples rule, as ``R/recount3.R`` applies it).
+
+Raw counts are never changed: metrics go to ``obs``/``var`` only. Sparse counts stay sparse.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +20,32 @@ from collections.abc import Mapping
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from scmix.io import counts_matrix
 
+QC_MODES = ("single_cell", "bulk")
+
 QC_DEFAULTS = {
+    "mode": "single_cell",
+    # single_cell
     "min_genes": 200,
     "min_counts": 0,
     "max_counts": None,
     "max_pct_mito": 20.0,
     "min_cells": 3,
     "mito_prefix": "MT-",
+    # bulk
+    "min_count": 10,
+    "min_samples": 1,
+    "min_library_size": None,
 }
+
+SINGLE_CELL_KEYS = ("min_genes", "min_counts", "max_counts", "max_pct_mito", "min_cells", "mito_prefix")
+BULK_KEYS = ("min_count", "min_samples", "min_library_size", "mito_prefix")
+
+# rows of the sparse/dense matrix handled at once when counting (bounds the temporary memory)
+_CHUNK = 100_000
 
 
 def qc_params(global_qc: Mapping, override: Mapping | None = None) -> dict:
@@ -35,61 +63,170 @@ def qc_metrics(adata: ad.AnnData, mito_prefix: str) -> None:
     sc.pp.calculate_qc_metrics(adata, qc_vars=["mt"], layer=layer, percent_top=None, log1p=False, inplace=True)
 
 
+def library_sizes(X) -> np.ndarray:
+    """Total counts per row, summed exactly: int64 when the counts are integers (also float-stored ones).
+
+    scanpy's ``total_counts`` sums float32 counts in float32, which is off by a few counts above 2**24
+    (bulk libraries of 20 million reads); this sums in float64 or int64.
+    """
+    integer_dtype = np.issubdtype(X.dtype, np.integer) or X.dtype == bool
+    acc = np.int64 if integer_dtype else np.float64
+    if sp.issparse(X):
+        # scipy's X.sum(dtype=float64) still accumulates float32 data in float32: sum the stored values in
+        # float64 (np.bincount's weights), a chunk at a time so no full-size copy of the data is made
+        if X.format not in ("csr", "csc"):
+            X = X.tocsr()
+        n_obs, ptr = X.shape[0], X.indptr
+        sums = np.zeros(n_obs, dtype=np.float64)
+        if X.format == "csr":
+            for i in range(0, n_obs, _CHUNK):
+                stop = min(i + _CHUNK, n_obs)
+                rows = np.repeat(np.arange(i, stop), np.diff(ptr[i : stop + 1]))
+                sums[i:stop] = np.bincount(rows - i, weights=X.data[ptr[i] : ptr[stop]], minlength=stop - i)
+        else:
+            for j in range(0, X.shape[1], _CHUNK):
+                lo, hi = ptr[j], ptr[min(j + _CHUNK, X.shape[1])]
+                sums += np.bincount(X.indices[lo:hi], weights=X.data[lo:hi], minlength=n_obs)
+        if integer_dtype:
+            sums = sums.astype(np.int64)  # float64 partial sums of integers are exact below 2**53
+    else:
+        sums = np.concatenate(
+            [np.asarray(X[i : i + _CHUNK]).sum(axis=1, dtype=acc) for i in range(0, X.shape[0], _CHUNK)]
+            or [np.zeros(0, dtype=acc)]
+        )
+    if not integer_dtype and np.isfinite(sums).all() and (sums == np.round(sums)).all() and np.all(sums < 2.0**53):
+        sums = sums.astype(np.int64)
+    return sums
+
+
+def samples_with_min_count(X, min_count: float) -> np.ndarray:
+    """Per column (gene): how many rows (samples) hold at least ``min_count`` counts; sparse stays sparse."""
+    n_obs, n_vars = X.shape
+    if min_count <= 0:  # every sample qualifies, stored or not
+        return np.full(n_vars, n_obs, dtype=np.int64)
+    out = np.zeros(n_vars, dtype=np.int64)
+    if sp.issparse(X):
+        if X.format not in ("csr", "csc"):
+            X = X.tocsr()
+        if not X.has_canonical_format:  # duplicate entries must be summed before comparing (on a copy)
+            X = X.copy()
+            X.sum_duplicates()
+        ptr = X.indptr
+        if X.format == "csr":
+            for i in range(0, n_obs, _CHUNK):
+                lo, hi = ptr[i], ptr[min(i + _CHUNK, n_obs)]
+                out += np.bincount(X.indices[lo:hi][X.data[lo:hi] >= min_count], minlength=n_vars)
+        else:
+            for j in range(0, n_vars, _CHUNK):
+                stop = min(j + _CHUNK, n_vars)
+                lo = ptr[j]
+                hits = np.concatenate([[0], np.cumsum(X.data[lo : ptr[stop]] >= min_count)])
+                out[j:stop] = hits[ptr[j + 1 : stop + 1] - lo] - hits[ptr[j:stop] - lo]
+        return out
+    for i in range(0, n_obs, _CHUNK):
+        out += (np.asarray(X[i : i + _CHUNK]) >= min_count).sum(axis=0)
+    return out
+
+
+class _Steps:
+    """The removal table: one row per step (step, threshold, cells_removed, genes_removed, cells_left, genes_left)."""
+
+    def __init__(self, n_obs: int, n_vars: int):
+        self.keep = np.ones(n_obs, dtype=bool)
+        self.n_vars = n_vars
+        self.rows = [self._row("input", "", 0, 0, n_obs, n_vars)]
+
+    @staticmethod
+    def _row(step, threshold, cells_removed, genes_removed, cells_left, genes_left):
+        return {
+            "step": step,
+            "threshold": threshold,
+            "cells_removed": int(cells_removed),
+            "genes_removed": int(genes_removed),
+            "cells_left": int(cells_left),
+            "genes_left": int(genes_left),
+        }
+
+    def cells(self, name, threshold, mask) -> None:
+        removed = (self.keep & ~mask).sum()
+        self.keep &= mask
+        self.rows.append(self._row(name, threshold, removed, 0, self.keep.sum(), self.n_vars))
+
+    def genes(self, name, threshold, gene_keep) -> None:
+        self.n_vars = int(gene_keep.sum())
+        self.rows.append(self._row(name, threshold, 0, (~gene_keep).sum(), self.keep.sum(), self.n_vars))
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+
 def run_qc(adata: ad.AnnData, params: Mapping) -> tuple[ad.AnnData, pd.DataFrame]:
-    """Filter cells then genes; return the filtered copy and a table of what each step removed."""
+    """Filter cells (samples) then genes; return the filtered copy and a table of what each step removed.
+
+    ``adata`` gets the QC metrics in ``obs``/``var`` in place (so a caller can plot before vs after);
+    missing keys in ``params`` take ``QC_DEFAULTS``.
+    """
+    params = {**QC_DEFAULTS, **(params or {})}
+    mode = params["mode"]
+    if mode not in QC_MODES:
+        raise ValueError(f"QC mode must be one of {', '.join(QC_MODES)}, not {mode!r}")
     qc_metrics(adata, params["mito_prefix"])
-    steps = []
-    keep = np.ones(adata.n_obs, dtype=bool)
+    steps = _Steps(adata.n_obs, adata.n_vars)
     obs = adata.obs
 
-    def step(name, threshold, mask):
-        nonlocal keep
-        removed = int((keep & ~mask).sum())
-        keep &= mask
-        steps.append(
-            {
-                "step": name,
-                "threshold": threshold,
-                "cells_removed": removed,
-                "genes_removed": 0,
-                "cells_left": int(keep.sum()),
-                "genes_left": adata.n_vars,
-            }
-        )
+    if mode == "bulk":
+        obs["library_size"] = library_sizes(counts_matrix(adata))
+        if params.get("min_library_size") is not None:
+            mask = obs["library_size"].to_numpy() >= params["min_library_size"]
+            steps.cells("min_library_size", params["min_library_size"], mask)
+        out = adata[steps.keep].copy()
+        min_count, min_samples = params["min_count"], params["min_samples"]
+        if min_samples > out.n_obs:
+            raise ValueError(
+                f"QC min_samples={min_samples} is more than the {out.n_obs} samples left: no gene can pass"
+            )
+        n_samples = samples_with_min_count(counts_matrix(out), min_count)
+        out.var["n_samples_min_count"] = n_samples
+        gene_keep = n_samples >= min_samples
+        steps.genes("min_samples", f">={min_count} counts in >={min_samples} samples", gene_keep)
+        used = ("mode", *BULK_KEYS)
+    else:
+        steps.cells("min_genes", params["min_genes"], obs["n_genes_by_counts"].to_numpy() >= params["min_genes"])
+        steps.cells("min_counts", params["min_counts"], obs["total_counts"].to_numpy() >= params["min_counts"])
+        if params.get("max_counts") is not None:
+            steps.cells("max_counts", params["max_counts"], obs["total_counts"].to_numpy() <= params["max_counts"])
+        if params.get("max_pct_mito") is not None:
+            mask = obs["pct_counts_mt"].to_numpy() <= params["max_pct_mito"]
+            steps.cells("max_pct_mito", params["max_pct_mito"], mask)
+        out = adata[steps.keep].copy()
+        X = counts_matrix(out)
+        n_cells = np.asarray((X > 0).sum(axis=0)).ravel()
+        gene_keep = n_cells >= params["min_cells"]
+        steps.genes("min_cells", params["min_cells"], gene_keep)
+        used = ("mode", *SINGLE_CELL_KEYS)
 
-    steps.append(
-        {
-            "step": "input",
-            "threshold": "",
-            "cells_removed": 0,
-            "genes_removed": 0,
-            "cells_left": adata.n_obs,
-            "genes_left": adata.n_vars,
-        }
-    )
-    step("min_genes", params["min_genes"], obs["n_genes_by_counts"].to_numpy() >= params["min_genes"])
-    step("min_counts", params["min_counts"], obs["total_counts"].to_numpy() >= params["min_counts"])
-    if params.get("max_counts") is not None:
-        step("max_counts", params["max_counts"], obs["total_counts"].to_numpy() <= params["max_counts"])
-    if params.get("max_pct_mito") is not None:
-        step("max_pct_mito", params["max_pct_mito"], obs["pct_counts_mt"].to_numpy() <= params["max_pct_mito"])
-    out = adata[keep].copy()
-
-    X = counts_matrix(out)
-    n_cells = np.asarray((X > 0).sum(axis=0)).ravel()
-    gene_keep = n_cells >= params["min_cells"]
     out = out[:, gene_keep].copy()
-    steps.append(
-        {
-            "step": "min_cells",
-            "threshold": params["min_cells"],
-            "cells_removed": 0,
-            "genes_removed": int((~gene_keep).sum()),
-            "cells_left": out.n_obs,
-            "genes_left": out.n_vars,
-        }
-    )
     if out.n_obs == 0 or out.n_vars == 0:
         raise ValueError(f"QC removed every cell or gene ({out.n_obs} cells x {out.n_vars} genes left)")
-    out.uns["qc"] = {k: ("" if v is None else v) for k, v in params.items()}
-    return out, pd.DataFrame(steps)
+    out.uns["qc"] = {k: ("" if params[k] is None else params[k]) for k in used}
+    return out, steps.table()
+
+
+def plot_thresholds(params: Mapping) -> dict:
+    """What the QC figure (``scmix.plots.qc_scatter``) shows for these params: unit, x column, threshold lines."""
+    params = {**QC_DEFAULTS, **(params or {})}
+    if params["mode"] == "bulk":
+        lines = []
+        if params.get("min_library_size") is not None:
+            lines.append(("x", params["min_library_size"], f"min_library_size = {params['min_library_size']:,}"))
+        return {"unit": "sample", "x": "library_size", "thresholds": lines}
+    lines = []
+    if params["min_genes"]:
+        lines.append(("y", params["min_genes"], f"min_genes = {params['min_genes']:,}"))
+    if params["min_counts"]:
+        lines.append(("x", params["min_counts"], f"min_counts = {params['min_counts']:,}"))
+    if params.get("max_counts") is not None:
+        lines.append(("x", params["max_counts"], f"max_counts = {params['max_counts']:,}"))
+    if params.get("max_pct_mito") is not None:
+        lines.append(("colour", params["max_pct_mito"], f"max_pct_mito = {params['max_pct_mito']:g} %"))
+    return {"unit": "cell", "x": "total_counts", "thresholds": lines}

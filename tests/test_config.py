@@ -34,7 +34,7 @@ def test_shipped_configs_validate_and_get_defaults(config):
         (lambda c: c["models"]["ldvae"].update(n_latnt=3), "n_latnt"),
         (lambda c: c["models"]["ldvae"].update(epochs="many"), "epochs"),
         (lambda c: c["datasets"]["blood_base"].update(source="ftp"), "source"),
-        (lambda c: c["mixes"]["base"].pop("total_cells"), "total_cells"),
+        (lambda c: c["mixes"]["base"].pop("datasets"), "datasets"),
         (lambda c: c["qc"].update(max_pct_mito=150), "max_pct_mito"),
         (lambda c: c["datasets"].update(bulk={"source": "csv", "url": "file:///x/counts.tsv"}), "counts"),
         (lambda c: c["datasets"].update(pb={"source": "tenx", "url": "ftp://x/y.tar.gz"}), "ftp://"),
@@ -66,6 +66,10 @@ def test_snakemake_refuses_to_start_on_a_bad_key_or_an_unknown_dataset(tmp_path,
     bad["mixes"]["base"]["datasets"] = {"blood_bsae": 1.0}
     res = dry_run(bad)
     assert res.returncode != 0 and "mixes.base.datasets names 'blood_bsae'" in res.stderr + res.stdout
+    bad = copy.deepcopy(config)
+    bad["mixes"]["base"].pop("total_cells")
+    res = dry_run(bad)
+    assert res.returncode != 0 and "mixes.base gives fractions and so needs total_cells" in res.stderr + res.stdout
     assert not (tmp_path / "results").exists()
 
 

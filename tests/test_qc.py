@@ -1,6 +1,18 @@
-import numpy as np
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
-from scmix.qc import qc_params, run_qc
+import anndata as ad
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from scmix.io import as_csr_counts
+from scmix.plots import qc_scatter
+from scmix.qc import QC_DEFAULTS, library_sizes, plot_thresholds, qc_params, run_qc, samples_with_min_count
 
 
 def test_qc_removes_low_quality_cells_and_reports_each_step(blood):
@@ -33,3 +45,184 @@ def test_seurat_tutorial_qc_keeps_all_pbmc3k_cells(pbmc3k):
     # stricter datamix-style filter removes cells (> 1,000 counts)
     strict, _ = run_qc(pbmc3k.copy(), qc_params({"min_genes": 200, "min_counts": 1001, "max_pct_mito": 10}))
     assert 0 < strict.n_obs < 2638
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# QC plot, the bulk path, and other studies' filters expressed as QC params
+# ---------------------------------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def assert_png_drawn(path, shape=(600, 1440)):
+    img = mpimg.imread(path)
+    assert img.shape[:2] == shape
+    rgb = img[..., :3]
+    assert rgb.std() > 0.05  # not a blank canvas
+    assert (rgb.min(axis=2) < 0.9).mean() > 0.02  # a fair share of non-white pixels (points, axes, text)
+    return img
+
+
+def assert_table_adds_up(report, before, after):
+    assert list(report.columns) == ["step", "threshold", "cells_removed", "genes_removed", "cells_left", "genes_left"]
+    assert report["cells_left"].iloc[-1] == after.n_obs == before.n_obs - report["cells_removed"].sum()
+    assert report["genes_left"].iloc[-1] == after.n_vars == before.n_vars - report["genes_removed"].sum()
+    left = report["cells_left"].to_numpy()
+    assert (left[1:] == left[:-1] - report["cells_removed"].to_numpy()[1:]).all()
+
+
+def test_qc_plot_shows_before_and_after_with_fewer_points_after(blood, tmp_path):
+    adata = blood.copy()
+    params = qc_params({"min_genes": 100, "min_counts": 300, "max_counts": 20000, "max_pct_mito": 20})
+    out, _ = run_qc(adata, params)
+    spec = plot_thresholds(params)
+    assert [t[0] for t in spec["thresholds"]] == ["y", "x", "x", "colour"]
+    drawn = qc_scatter(adata.obs, out.obs, tmp_path / "blood.qc.png", dataset="blood", **spec)
+    assert drawn == {"before": blood.n_obs, "after": out.n_obs} and drawn["after"] < drawn["before"]
+    assert_png_drawn(tmp_path / "blood.qc.png")
+    # above max_points a fixed random subset is drawn
+    drawn = qc_scatter(adata.obs, out.obs, tmp_path / "sub.png", dataset="blood", max_points=100, **spec)
+    assert drawn == {"before": 100, "after": 100}
+
+
+def test_qc_rule_script_writes_plot_and_keeps_raw_counts(blood, tmp_path):
+    raw = blood.copy()
+    raw.write_h5ad(tmp_path / "raw.h5ad")
+    driver = textwrap.dedent(
+        f"""
+        import runpy
+        from types import SimpleNamespace as NS
+        smk = NS(wildcards=NS(dataset="blood"), input=NS(h5ad={str(tmp_path / "raw.h5ad")!r}), log=[], rule="qc",
+                 params=NS(qc={{"min_genes": 100, "min_counts": 300}}),
+                 output=NS(h5ad={str(tmp_path / "qc.h5ad")!r}, report={str(tmp_path / "qc.tsv")!r},
+                           plot={str(tmp_path / "qc.png")!r}))
+        runpy.run_path({str(REPO / "scripts" / "qc.py")!r}, init_globals={{"snakemake": smk}})
+        """
+    )
+    subprocess.run([sys.executable, "-c", driver], check=True, cwd=REPO, capture_output=True)
+    out = ad.read_h5ad(tmp_path / "qc.h5ad")
+    report = pd.read_csv(tmp_path / "qc.tsv", sep="\t")
+    assert list(report["step"]) == ["input", "min_genes", "min_counts", "max_pct_mito", "min_cells"]
+    assert_table_adds_up(report.drop(columns="dataset"), raw, out)
+    assert out.uns["qc"]["max_pct_mito"] == QC_DEFAULTS["max_pct_mito"]  # missing keys take the defaults
+    # X holds the same raw integer counts; the metrics sit in obs/var
+    expected = raw[out.obs_names, out.var_names].X
+    assert out.X.dtype == raw.X.dtype and (out.X != expected).nnz == 0
+    assert {"total_counts", "n_genes_by_counts", "pct_counts_mt"} <= set(out.obs) and "mt" in out.var
+    assert_png_drawn(tmp_path / "qc.png")
+
+
+def test_bulk_counting_is_exact_on_every_matrix_layout():
+    rng = np.random.default_rng(1)
+    dense = (rng.poisson(6, (9, 40)) * (rng.random((9, 40)) < 0.5)).astype(np.float32)
+    # row 0 sums to 2**24 + 3, which float32 cannot hold: the library size must not be summed in float32
+    dense[0, :] = 0
+    dense[0, 0] = 2.0**24
+    dense[0, 1] = 3.0
+    expected_samples = ((dense >= 5).sum(axis=0)).astype(np.int64)
+    expected_lib = dense.astype(np.float64).sum(axis=1).astype(np.int64)
+    for X in (dense, sp.csr_matrix(dense), sp.csc_matrix(dense), sp.coo_matrix(dense), as_csr_counts(dense)):
+        assert (samples_with_min_count(X, 5) == expected_samples).all()
+        lib = library_sizes(X)
+        assert lib.dtype == np.int64 and (lib == expected_lib).all()
+    assert library_sizes(dense)[0] == 2**24 + 3
+    assert (samples_with_min_count(sp.csr_matrix(dense), 0) == 9).all()
+    # duplicate entries (non-canonical CSR) are summed before comparing, without touching the input
+    dup = sp.csr_matrix((np.array([3, 3], dtype=np.int32), np.array([1, 1]), np.array([0, 2, 2])), shape=(2, 3))
+    assert list(samples_with_min_count(dup, 5)) == [0, 1, 0] and dup.nnz == 2
+
+
+def test_bulk_mode_without_real_data_ignores_cell_filters():
+    rng = np.random.default_rng(2)
+    counts = sp.csr_matrix(rng.poisson(8, (6, 300)) * (rng.random((6, 300)) < 0.3))
+    adata = ad.AnnData(counts.astype(np.int32))
+    adata.var_names = [f"MT-{i}" if i < 30 else f"g{i}" for i in range(300)]  # 10 % "mito": a cell filter at 5 % ...
+    out, report = run_qc(adata, qc_params({"max_pct_mito": 5, "min_genes": 10_000}, {"mode": "bulk", "min_samples": 2}))
+    assert out.n_obs == 6  # ... which bulk mode does not apply
+    assert list(report["step"]) == ["input", "min_samples"]
+    assert out.var_names.equals(adata.var_names[(counts.toarray() >= 10).sum(0) >= 2])
+    with pytest.raises(ValueError, match="min_samples=7 is more than the 6 samples"):
+        run_qc(adata.copy(), qc_params({"mode": "bulk", "min_samples": 7}))
+    with pytest.raises(ValueError, match="QC mode"):
+        run_qc(adata.copy(), qc_params({"mode": "bulkk"}))
+
+
+@pytest.fixture(scope="module")
+def airway(shared_data):
+    return ad.read_h5ad(shared_data / "bulk" / "airway" / "airway.h5ad")
+
+
+def test_bulk_qc_on_real_airway(airway, tmp_path):
+    X = np.asarray(airway.X, dtype=np.float64)  # 8 samples x 64,102 genes, float32 holding integers
+    assert airway.shape == (8, 64102) and (X == np.round(X)).all()
+    column_sums = X.T.sum(axis=0)  # genes x samples, as bulk tables are written: per-sample column sums
+    params = qc_params({"min_genes": 200, "max_pct_mito": 10, "min_counts": 1001}, {"mode": "bulk"})
+    before = airway.copy()
+    out, report = run_qc(before, params)
+    # library sizes are recorded before filtering, exactly (scanpy's float32 total_counts is off by a few)
+    assert before.obs["library_size"].dtype == np.int64
+    assert (before.obs["library_size"].to_numpy() == column_sums).all()
+    assert (out.obs["library_size"].to_numpy() == column_sums).all()
+    assert column_sums.min() == 15163415 and column_sums.max() == 30818215
+    # no sample dropped by default; the gene rule is >= 10 counts in >= 1 sample, exactly
+    assert out.n_obs == 8 and list(report["step"]) == ["input", "min_samples"]
+    keep = (X >= 10).sum(axis=0) >= 1
+    assert out.var_names.equals(airway.var_names[keep]) and out.n_vars == 18086
+    assert (out.var["n_samples_min_count"].to_numpy() == (X[:, keep] >= 10).sum(axis=0)).all()
+    assert_table_adds_up(report, airway, out)
+    assert np.array_equal(out.X, airway.X[:, keep])  # raw counts untouched
+    # the smallest group (dex: 4 treated, 4 untreated), on the parsed layout (CSR int32) as the workflow has it
+    csr = airway.copy()
+    csr.X = as_csr_counts(csr.X)
+    out4, report4 = run_qc(csr, qc_params({"mode": "bulk", "min_count": 10, "min_samples": 4}))
+    keep4 = (X >= 10).sum(axis=0) >= 4
+    assert out4.var_names.equals(airway.var_names[keep4]) and out4.n_vars == int(keep4.sum()) == 16139
+    assert report4["genes_removed"].iloc[-1] == 64102 - 16139
+    # a library-size floor removes samples first; the gene rule then counts only the samples left
+    out_lib, report_lib = run_qc(airway.copy(), qc_params({"mode": "bulk", "min_library_size": 19_000_000}))
+    small = column_sums < 19_000_000
+    assert report_lib.loc[report_lib["step"] == "min_library_size", "cells_removed"].item() == small.sum() == 2
+    assert out_lib.obs_names.equals(airway.obs_names[~small])
+    assert out_lib.var_names.equals(airway.var_names[(X[~small] >= 10).sum(axis=0) >= 1])
+    assert_table_adds_up(report_lib, airway, out_lib)
+    drawn = qc_scatter(before.obs, out_lib.obs, tmp_path / "airway.png", dataset="airway", **plot_thresholds(
+        qc_params({"mode": "bulk", "min_library_size": 19_000_000})))  # fmt: skip
+    assert drawn == {"before": 8, "after": 6}
+    assert_png_drawn(tmp_path / "airway.png")
+
+
+@pytest.fixture(scope="module")
+def seurat_metrics(shared_data):
+    """Seurat's own per-cell metrics for PBMC 3k (nCount_RNA, nFeature_RNA, percent.mt), read with pandas."""
+    return pd.read_csv(shared_data / "pbmc3k" / "cell_types.csv", index_col=0)
+
+
+def test_datamix_filter_on_real_pbmc3k(pbmc3k, seurat_metrics):
+    # datamix: mitochondrial fraction < 0.1 and total counts > 1,000; no gene-count or gene filter
+    m = seurat_metrics.loc[pbmc3k.obs_names]
+    assert not np.isclose(m["percent.mt"], 10).any()  # nobody on the boundary, where <= 10 and < 10 differ
+    out, report = run_qc(pbmc3k.copy(), qc_params({"min_genes": 0, "min_cells": 0, "min_counts": 1001,
+                                                   "max_pct_mito": 10}))  # fmt: skip
+    removed = report.set_index("step")["cells_removed"]
+    low_counts = m["nCount_RNA"] <= 1000
+    assert removed["min_counts"] == low_counts.sum() == 127
+    assert removed["max_pct_mito"] == (~low_counts & (m["percent.mt"] >= 10)).sum() == 0
+    assert out.obs_names.equals(m.index[(m["nCount_RNA"] > 1000) & (m["percent.mt"] < 10)])
+    assert out.n_obs == 2638 - 127 and out.n_vars == pbmc3k.n_vars
+    assert (out.obs["total_counts"].to_numpy() == m.loc[out.obs_names, "nCount_RNA"].to_numpy()).all()
+
+
+def test_genailab_filter_on_real_pbmc3k(pbmc3k, seurat_metrics):
+    # genailab: min 200 genes per cell, genes in >= 3 cells, mitochondrial fraction < 20 %
+    m = seurat_metrics.loc[pbmc3k.obs_names]
+    assert not np.isclose(m["percent.mt"], 20).any()
+    out, report = run_qc(pbmc3k.copy(), qc_params({"min_genes": 200, "min_cells": 3, "max_pct_mito": 20}))
+    removed = report.set_index("step")
+    few_genes = m["nFeature_RNA"] < 200
+    assert removed.loc["min_genes", "cells_removed"] == few_genes.sum() == 0
+    assert removed.loc["max_pct_mito", "cells_removed"] == (~few_genes & (m["percent.mt"] >= 20)).sum() == 0
+    kept = m.index[~few_genes & (m["percent.mt"] < 20)]
+    genes_in_3 = np.asarray((pbmc3k[kept].X > 0).sum(axis=0)).ravel() >= 3
+    assert removed.loc["min_cells", "genes_removed"] == (~genes_in_3).sum() == 58
+    assert out.shape == (2638, 13714 - 58)
+    assert (out.obs["n_genes_by_counts"].to_numpy() == m["nFeature_RNA"].to_numpy()).all()
