@@ -3,6 +3,7 @@
 import functools
 import hashlib
 import http.server
+import json
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import threading
 from pathlib import Path
 
 import anndata as ad
+import pandas as pd
 import pytest
 import yaml
 
@@ -97,3 +99,23 @@ def test_bad_input_stops_the_job_with_one_clear_message_and_no_output(shared_dat
     leftovers = list((tmp_path / "resources/raw").glob(".*")) if (tmp_path / "resources/raw").exists() else []
     assert leftovers == []  # no temporary download folder survives either
     assert not (tmp_path / "results/raw/pbmc3k.h5ad").exists()
+
+
+def test_bulk_path_qc_split_and_mix_on_airway(shared_data, tmp_path):
+    config = {
+        "seeds": [0, 1],
+        "datasets": {"airway": {"source": "h5ad", "url": f"file://{shared_data}/bulk/airway/airway.h5ad",
+                                "qc": {"mode": "bulk", "min_count": 10, "min_samples": 4}}},
+        "split": {"eval_fraction": 0.25, "seed": 0, "stratify": "dex"},
+        "mixes": {"bulk": {"datasets": {"airway": {"cells": 5}}}},
+        "models": {"ldvae": {"architecture": "ldvae"}},
+    }  # fmt: skip
+    res = run(tmp_path, config, "results/mixes/bulk/seed0.manifest.json", "results/mixes/bulk/seed1.manifest.json")
+    assert res.returncode == 0, res.stderr[-4000:]
+    qc = pd.read_csv(tmp_path / "results/qc/airway.qc.tsv", sep="\t").set_index("step")
+    assert qc.loc["min_samples", "genes_left"] == 16139 and qc.loc["min_samples", "cells_left"] == 8
+    held = ad.read_h5ad(tmp_path / "results/split/airway/eval.h5ad")
+    assert held.n_obs == 2 and set(held.obs["dex"]) == {"trt", "untrt"}  # stratified by treatment
+    assert (held.obs["library_size"] > 1e7).all()  # library size recorded before filtering
+    mixes = [json.loads((tmp_path / f"results/mixes/bulk/seed{s}.manifest.json").read_text()) for s in (0, 1)]
+    assert all(m["cells_per_dataset"] == {"airway": 5} and m["n_genes"] == 16139 for m in mixes)
