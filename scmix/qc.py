@@ -99,11 +99,15 @@ def library_sizes(X) -> np.ndarray:
     return sums
 
 
-def samples_with_min_count(X, min_count: float) -> np.ndarray:
-    """Per column (gene): how many rows (samples) hold at least ``min_count`` counts; sparse stays sparse."""
+def samples_with_min_count(X, min_count: float, rows: np.ndarray | None = None) -> np.ndarray:
+    """Per column (gene): how many rows (samples, cells) hold at least ``min_count`` counts.
+
+    ``rows`` (a boolean mask) restricts the count to those rows without copying them out; sparse input
+    is read entry by entry in chunks, never densified or converted to a boolean matrix.
+    """
     n_obs, n_vars = X.shape
     if min_count <= 0:  # every sample qualifies, stored or not
-        return np.full(n_vars, n_obs, dtype=np.int64)
+        return np.full(n_vars, n_obs if rows is None else int(np.sum(rows)), dtype=np.int64)
     out = np.zeros(n_vars, dtype=np.int64)
     if sp.issparse(X):
         if X.format not in ("csr", "csc"):
@@ -114,17 +118,27 @@ def samples_with_min_count(X, min_count: float) -> np.ndarray:
         ptr = X.indptr
         if X.format == "csr":
             for i in range(0, n_obs, _CHUNK):
-                lo, hi = ptr[i], ptr[min(i + _CHUNK, n_obs)]
-                out += np.bincount(X.indices[lo:hi][X.data[lo:hi] >= min_count], minlength=n_vars)
+                stop = min(i + _CHUNK, n_obs)
+                lo, hi = ptr[i], ptr[stop]
+                hit = X.data[lo:hi] >= min_count
+                if rows is not None:
+                    hit &= np.repeat(rows[i:stop], np.diff(ptr[i : stop + 1]))
+                out += np.bincount(X.indices[lo:hi][hit], minlength=n_vars)
         else:
             for j in range(0, n_vars, _CHUNK):
                 stop = min(j + _CHUNK, n_vars)
                 lo = ptr[j]
-                hits = np.concatenate([[0], np.cumsum(X.data[lo : ptr[stop]] >= min_count)])
+                hit = X.data[lo : ptr[stop]] >= min_count
+                if rows is not None:
+                    hit &= rows[X.indices[lo : ptr[stop]]]
+                hits = np.concatenate([[0], np.cumsum(hit)])
                 out[j:stop] = hits[ptr[j + 1 : stop + 1] - lo] - hits[ptr[j:stop] - lo]
         return out
     for i in range(0, n_obs, _CHUNK):
-        out += (np.asarray(X[i : i + _CHUNK]) >= min_count).sum(axis=0)
+        block = np.asarray(X[i : i + _CHUNK])
+        if rows is not None:
+            block = block[rows[i : i + _CHUNK]]
+        out += (block >= min_count).sum(axis=0)
     return out
 
 
@@ -179,14 +193,12 @@ def run_qc(adata: ad.AnnData, params: Mapping) -> tuple[ad.AnnData, pd.DataFrame
         if params.get("min_library_size") is not None:
             mask = obs["library_size"].to_numpy() >= params["min_library_size"]
             steps.cells("min_library_size", params["min_library_size"], mask)
-        out = adata[steps.keep].copy()
         min_count, min_samples = params["min_count"], params["min_samples"]
-        if min_samples > out.n_obs:
-            raise ValueError(
-                f"QC min_samples={min_samples} is more than the {out.n_obs} samples left: no gene can pass"
-            )
-        n_samples = samples_with_min_count(counts_matrix(out), min_count)
-        out.var["n_samples_min_count"] = n_samples
+        n_left = int(steps.keep.sum())
+        if min_samples > n_left:
+            raise ValueError(f"QC min_samples={min_samples} is more than the {n_left} samples left: no gene can pass")
+        n_samples = samples_with_min_count(counts_matrix(adata), min_count, rows=steps.keep)
+        adata.var["n_samples_min_count"] = n_samples
         gene_keep = n_samples >= min_samples
         steps.genes("min_samples", f">={min_count} counts in >={min_samples} samples", gene_keep)
         used = ("mode", *BULK_KEYS)
@@ -198,14 +210,13 @@ def run_qc(adata: ad.AnnData, params: Mapping) -> tuple[ad.AnnData, pd.DataFrame
         if params.get("max_pct_mito") is not None:
             mask = obs["pct_counts_mt"].to_numpy() <= params["max_pct_mito"]
             steps.cells("max_pct_mito", params["max_pct_mito"], mask)
-        out = adata[steps.keep].copy()
-        X = counts_matrix(out)
-        n_cells = np.asarray((X > 0).sum(axis=0)).ravel()
+        # cells of the kept rows in which each gene is detected (any positive value)
+        n_cells = samples_with_min_count(counts_matrix(adata), np.finfo(float).tiny, rows=steps.keep)
         gene_keep = n_cells >= params["min_cells"]
         steps.genes("min_cells", params["min_cells"], gene_keep)
         used = ("mode", *SINGLE_CELL_KEYS)
 
-    out = out[:, gene_keep].copy()
+    out = adata[steps.keep, gene_keep].copy()  # one subset: cells and genes together
     if out.n_obs == 0 or out.n_vars == 0:
         raise ValueError(f"QC removed every cell or gene ({out.n_obs} cells x {out.n_vars} genes left)")
     out.uns["qc"] = {k: ("" if params[k] is None else params[k]) for k in used}

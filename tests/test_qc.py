@@ -226,3 +226,17 @@ def test_genailab_filter_on_real_pbmc3k(pbmc3k, seurat_metrics):
     assert removed.loc["min_cells", "genes_removed"] == (~genes_in_3).sum() == 58
     assert out.shape == (2638, 13714 - 58)
     assert (out.obs["n_genes_by_counts"].to_numpy() == m["nFeature_RNA"].to_numpy()).all()
+
+
+def test_gene_detection_over_kept_rows_matches_numpy_on_every_layout():
+    import scipy.sparse as sp
+
+    from scmix.qc import samples_with_min_count
+
+    rng = np.random.default_rng(0)
+    dense = rng.poisson(0.3, (300, 40)) * (rng.random((300, 40)) < 0.5)
+    rows = rng.random(300) < 0.6
+    for min_count in (np.finfo(float).tiny, 1, 2):
+        expected = (dense[rows] >= min_count).sum(axis=0)
+        for X in (sp.csr_matrix(dense), sp.csc_matrix(dense), dense):
+            np.testing.assert_array_equal(samples_with_min_count(X, min_count, rows=rows), expected)
