@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from scmix.errors import ScmixInputError
@@ -43,6 +44,14 @@ def check_integer_counts(X, *, dataset: str | None = None, path: str | None = No
             )
     if (values < 0).any():
         raise ScmixInputError(f"counts hold {int((values < 0).sum())} negative values", dataset=dataset, path=path)
+
+
+def require_unique(ids, what: str, *, dataset: str | None = None, path: str | None = None) -> None:
+    """Raise a ScmixInputError naming how many ``what`` repeat, with an example, if any ID repeats."""
+    ids = pd.Series(ids)
+    dups = ids[ids.duplicated()]
+    if len(dups):
+        raise ScmixInputError(f"{len(dups)} duplicated {what} (e.g. {dups.iloc[0]!r})", dataset=dataset, path=path)
 
 
 def as_csr_counts(X) -> sp.csr_matrix:

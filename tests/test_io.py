@@ -47,3 +47,11 @@ def test_read_corrupt_file_names_it(tmp_path):
     bad.write_bytes(b"not hdf5")
     with pytest.raises(ScmixInputError, match="bad.h5ad"):
         read_h5ad(bad, dataset="d")
+
+
+def test_require_unique_names_count_example_dataset_and_file():
+    from scmix.io import require_unique
+
+    require_unique(["a", "b"], "barcodes", dataset="d", path="f.csv")
+    with pytest.raises(ScmixInputError, match=r"dataset 'd', file 'f.csv': 2 duplicated barcodes \(e.g. 'a'\)"):
+        require_unique(["a", "b", "a", "a"], "barcodes", dataset="d", path="f.csv")

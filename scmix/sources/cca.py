@@ -29,6 +29,7 @@ import scipy.io
 import scipy.sparse as sp
 
 from scmix.errors import ScmixInputError
+from scmix.io import require_unique
 
 log = logging.getLogger("scmix.sources.cca")
 
@@ -238,13 +239,7 @@ def _read_study(name: str, study: str, folder: Path):
     X.data = X.data.astype(np.int64, copy=False)
 
     cell_names = cells.iloc[:, 0].astype(str)
-    if cell_names.duplicated().any():
-        dup = cell_names[cell_names.duplicated()].iloc[0]
-        raise ScmixInputError(
-            f"study '{study}': {int(cell_names.duplicated().sum())} duplicated cell names (e.g. {dup!r})",
-            dataset=name,
-            path=str(cells_path),
-        )
+    require_unique(cell_names, f"cell names in study '{study}'", dataset=name, path=str(cells_path))
     obs = cells.rename(columns={cells.columns[0]: "cell_name"})
     if "study" in obs.columns:
         log.info("%s: study '%s': its own 'study' column is kept as 'study_label'", name, study)

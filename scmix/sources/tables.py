@@ -36,7 +36,7 @@ import scipy.sparse as sp
 from anndata.io import read_elem
 
 from scmix.errors import ScmixInputError
-from scmix.io import as_csr_counts, check_integer_counts
+from scmix.io import as_csr_counts, check_integer_counts, require_unique
 
 log = logging.getLogger("scmix.sources.tables")
 
@@ -226,13 +226,7 @@ def parse_csv(name: str, spec: Mapping, raw_dir: Path) -> ad.AnnData:
     rows = pd.concat(row_info, ignore_index=True)
     M = sp.vstack(blocks, format="csr")
     row_ids = rows[id_column].astype(str).str.strip()
-    if row_ids.duplicated().any():
-        dup = row_ids[row_ids.duplicated()].iloc[0]
-        raise ScmixInputError(
-            f"{int(row_ids.duplicated().sum())} duplicated ids in column '{id_column}' (e.g. {dup!r})",
-            dataset=name,
-            path=str(path),
-        )
+    require_unique(row_ids, f"ids in column '{id_column}'", dataset=name, path=str(path))
     rows.index = pd.Index(row_ids.to_numpy(), dtype=object)
     if orientation == "genes_x_samples":
         X = M.T.tocsr()

@@ -15,6 +15,7 @@ import scipy.io
 
 from scmix.errors import ScmixInputError
 from scmix.fetch import local_name
+from scmix.io import require_unique
 
 log = logging.getLogger("scmix.sources.tenx")
 MATRIX = ("matrix.mtx.gz", "matrix.mtx")
@@ -124,8 +125,7 @@ def join_labels(name: str, adata: ad.AnnData, labels: Mapping, raw_dir: Path) ->
         raise ScmixInputError(f"annotation has no column '{column}' (columns: {list(table.columns)})",
                               dataset=name, path=str(file))  # fmt: skip
     table[column] = table[column].astype(str)
-    if table[column].duplicated().any():
-        raise ScmixInputError(f"annotation column '{column}' has duplicated barcodes", dataset=name, path=str(file))
+    require_unique(table[column], f"barcodes in annotation column '{column}'", dataset=name, path=str(file))
     table = table.set_index(column)
     matched = table.index.isin(adata.obs_names)
     frac = matched.mean() if len(table) else 0.0
