@@ -39,6 +39,12 @@ def components(recipe: Mapping, mix: str) -> list[dict]:
     return out
 
 
+def part_of(items: np.ndarray, part: int, parts: int) -> np.ndarray:
+    """Part ``part`` (1-based) of ``items`` cut into ``parts`` near-equal parts: the one definition of a
+    dataset's parts, used both to check a recipe's size and to draw it."""
+    return np.array_split(items, parts)[part - 1]
+
+
 def recipe_counts(recipe: Mapping, available: Mapping[str, int], mix: str) -> dict[str, int]:
     """Cells to draw per dataset: absolute counts, and fractions of ``total_cells`` by largest remainder.
 
@@ -69,7 +75,7 @@ def recipe_counts(recipe: Mapping, available: Mapping[str, int], mix: str) -> di
     if not recipe.get("replace", False):
         for c in comps:
             d, n = c["dataset"], counts[c["dataset"]]
-            pool = len(np.array_split(np.arange(available[d]), c["parts"])[c["part"] - 1])
+            pool = len(part_of(np.arange(available[d]), c["part"], c["parts"]))
             if n > pool:
                 where = f"part {c['part']} of {c['parts']} of its training split" if c["parts"] > 1 else (
                     "its training split")  # fmt: skip
@@ -85,7 +91,7 @@ def draw(n_available: int, n: int, seed: int, dataset: str, part: int = 1, parts
          replace: bool = False) -> np.ndarray:  # fmt: skip
     """Row indices of one dataset's draw (see the module docstring)."""
     rng = np.random.default_rng([int(seed), zlib.crc32(dataset.encode())])
-    pool = np.array_split(rng.permutation(n_available), parts)[part - 1]
+    pool = part_of(rng.permutation(n_available), part, parts)
     if replace:
         return pool[np.random.default_rng([int(seed), zlib.crc32(dataset.encode()), part]).integers(0, len(pool), n)]
     return pool[:n]
