@@ -15,6 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scmix.errors import ScmixInputError
+from scmix.genes import positions
 
 log = logging.getLogger("scmix.evaluate")
 
@@ -62,9 +63,7 @@ def reindex_to_genes(adata, genes, *, min_overlap: float, eval_set: str, keys=No
     ``min_overlap`` (fraction of model genes found).
     """
     genes = pd.Index(genes)
-    own = pd.Index(adata.var_names if keys is None else keys)
-    pos = pd.Series(np.arange(len(own)))[~own.duplicated()].set_axis(own[~own.duplicated()])
-    pos = pos.reindex(genes).fillna(-1).astype(int).to_numpy()
+    pos = positions(adata.var_names if keys is None else keys, genes)
     found = pos >= 0
     overlap = found.mean()
     if overlap < min_overlap:

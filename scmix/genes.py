@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 
 from scmix.errors import ScmixInputError
@@ -85,15 +86,23 @@ def shared_keys(parts: Mapping[str, ad.AnnData], match_on: str, gene_list: Seque
     return shared
 
 
+def positions(own, keys) -> np.ndarray:
+    """Position in ``own`` of each of ``keys`` (the first, where a key repeats in ``own``); -1 if absent.
+
+    The one gene lookup shared by mixing (``select``) and evaluation (``scmix.evaluate.reindex_to_genes``).
+    """
+    own = pd.Index(own)
+    first = np.flatnonzero(~own.duplicated())
+    hit = own[first].get_indexer(keys)
+    return np.where(hit >= 0, first[hit], -1)
+
+
 def select(adata: ad.AnnData, keys: pd.Index, match_on: str) -> ad.AnnData:
     """``adata`` restricted to ``keys`` in that order (first gene of a duplicated key)."""
-    own = gene_keys(adata, match_on)
-    first = ~own.duplicated()
-    pos = pd.Series(range(len(own)))[first].set_axis(own[first]).reindex(keys)
-    if pos.isna().any():
-        raise ScmixInputError(f"{int(pos.isna().sum())} genes missing (e.g. {list(keys[pos.isna()][:3])})")
-    out = adata[:, pos.astype(int).to_numpy()]
-    return out
+    pos = positions(gene_keys(adata, match_on), keys)
+    if (pos < 0).any():
+        raise ScmixInputError(f"{int((pos < 0).sum())} genes missing (e.g. {list(keys[pos < 0][:3])})")
+    return adata[:, pos]
 
 
 def highly_variable(adata: ad.AnnData, n_top_genes: int, flavor: str = "seurat_v3",

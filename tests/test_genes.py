@@ -67,3 +67,9 @@ def test_hvg_on_raw_counts_selects_the_variable_genes(blood):
     assert len(hvg) == 100 and set(hvg) <= set(blood.var_names)
     mix = make_mix("m", {"total_cells": 300, "datasets": {"blood": 1.0}}, {"blood": blood}, seed=0, n_top_genes=50)
     assert mix.n_vars == 50 and mix.uns["mix"]["n_top_genes"] == 50
+
+
+def test_positions_take_the_first_of_a_repeated_key_and_mark_absent_ones():
+    from scmix.genes import positions
+
+    np.testing.assert_array_equal(positions(["a", "b", "a", "c"], ["c", "a", "z", "b"]), [3, 0, -1, 1])
