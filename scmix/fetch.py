@@ -17,6 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -90,8 +91,8 @@ def check_gzip(path: Path, *, dataset: str | None) -> None:
         with gzip.open(path, "rb") as fh:
             while fh.read(CHUNK):
                 pass
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
-        raise ScmixInputError(f"corrupt or truncated gzip: {err}", dataset=dataset, path=str(path)) from err
+    except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError; bad deflate data a zlib.error
+        raise ScmixInputError(f"corrupt or truncated gzip file: {err}", dataset=dataset, path=str(path)) from err
 
 
 def fetch(url: str, dest: Path, *, sha256: str | None = None, dataset: str | None = None, retries: int = 3,

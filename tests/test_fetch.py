@@ -149,3 +149,13 @@ def test_geo_download_urls_name_their_file_and_gz_files_can_be_decompressed(serv
     )
     out = fetch_dataset("d", {"source": "h5ad", "url": f"{server}/data.tsv.gz", "decompress": True}, tmp_path / "d")
     assert (out / "data.tsv").read_bytes() == gzip.decompress(PAYLOAD) and not (out / "data.tsv.gz").exists()
+
+
+def test_corrupt_deflate_data_is_a_clear_error_not_a_crash(tmp_path):
+    from scmix.fetch import check_gzip
+
+    data = bytearray(gzip.compress(b"hello world" * 1000))
+    data[20] ^= 0xFF  # damage the compressed stream itself (a zlib.error, not an OSError)
+    (tmp_path / "x.gz").write_bytes(bytes(data))
+    with pytest.raises(ScmixInputError, match="dataset 'd'.*x.gz.*corrupt or truncated gzip file"):
+        check_gzip(tmp_path / "x.gz", dataset="d")

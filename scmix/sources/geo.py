@@ -63,6 +63,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scmix.errors import ScmixInputError
+from scmix.fetch import check_gzip
 
 log = logging.getLogger("scmix.sources.geo")
 
@@ -182,23 +183,13 @@ def _geo_type(name: str, path: Path) -> str:
                           path=str(path))  # fmt: skip
 
 
-def _check_gzip(name: str, path: Path) -> None:
-    """Read a .gz file through once: GEOparse's reader swallows gzip OSErrors and would return partial data."""
-    try:
-        with gzip.open(path, "rb") as fh:
-            while fh.read(1 << 22):
-                pass
-    except GZIP_ERRORS as err:
-        raise ScmixInputError(f"corrupt or truncated gzip file: {err}", dataset=name, path=str(path)) from err
-
-
 def _read_geo(name: str, path: Path, geo_type: str):
     try:
         import GEOparse
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("the geo source needs GEOparse: pip install GEOparse==2.0.4 six") from err
-    if _is_gz(path):
-        _check_gzip(name, path)
+    if _is_gz(path):  # GEOparse's reader swallows gzip errors and would return partial data
+        check_gzip(path, dataset=name)
     try:
         return GEOparse.get_GEO(filepath=str(path), geotype=geo_type, silent=True)
     except GZIP_ERRORS as err:
