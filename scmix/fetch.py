@@ -238,7 +238,8 @@ def fetch_dataset(name: str, spec: Mapping, out_dir: Path, *, simulation: Mappin
                              retries=retries, timeout=timeout)  # fmt: skip
                 item = {"url": e["url"], "path": dest.name}
                 if dest.is_file():
-                    item.update(bytes=dest.stat().st_size, sha256=_sha256(dest))
+                    # a configured checksum was just verified against the file: no second read for the record
+                    item.update(bytes=dest.stat().st_size, sha256=(e["sha256"] or "").lower() or _sha256(dest))
                 if is_archive(dest):
                     item["extracted_to"] = extract(dest, dataset=name).name
                 elif spec.get("decompress") and dest.name.endswith(".gz"):

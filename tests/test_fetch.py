@@ -159,3 +159,14 @@ def test_corrupt_deflate_data_is_a_clear_error_not_a_crash(tmp_path):
     (tmp_path / "x.gz").write_bytes(bytes(data))
     with pytest.raises(ScmixInputError, match="dataset 'd'.*x.gz.*corrupt or truncated gzip file"):
         check_gzip(tmp_path / "x.gz", dataset="d")
+
+
+def test_manifest_records_the_files_checksum_with_or_without_a_configured_one(server, tmp_path):
+    import json
+
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    for i, given in enumerate((None, digest.upper())):
+        spec = {"source": "tenx", "url": f"{server}/data.tsv.gz", "sha256": given}
+        out = fetch_dataset("d", spec, tmp_path / f"d{i}")
+        record = json.loads((out / "manifest.json").read_text())["files"][0]
+        assert record["sha256"] == digest and record["bytes"] == len(PAYLOAD)
