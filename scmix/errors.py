@@ -12,5 +12,6 @@ class ScmixInputError(ValueError):
             parts.append(f"file '{path}'")
         prefix = ", ".join(parts)
         super().__init__(f"{prefix}: {what}" if prefix else what)
+        self.what = what
         self.dataset = dataset
         self.path = path

@@ -35,7 +35,7 @@ def check_integer_counts(X, *, dataset: str | None = None, path: str | None = No
             raise ScmixInputError(f"counts hold {int(bad.sum())} NaN/inf values", dataset=dataset, path=path)
         frac = values != np.round(values)
         if frac.any():
-            example = values[frac][0]
+            example = values[frac][0].item()
             raise ScmixInputError(
                 f"counts must be integers but {int(frac.sum())} values are not (e.g. {example!r}); "
                 "this looks like normalised data, which a count model cannot use",

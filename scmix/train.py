@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
+
+from scmix.models.counts import CellData
 
 log = logging.getLogger("scmix.train")
 
@@ -26,7 +27,10 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 5e-3
     weight_decay: float = 0.0
+    kl_schedule: str = "linear"  # linear | cyclical | constant
     kl_warmup_epochs: int = 10
+    kl_cycle_epochs: int = 10
+    kl_cycle_ramp: float = 0.5
     val_fraction: float = 0.1
     patience: int = 15
     seed: int = 0
@@ -49,77 +53,96 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _to_tensor(X, device) -> torch.Tensor:
-    dense = X.toarray() if sp.issparse(X) else np.asarray(X)
-    return torch.as_tensor(dense, dtype=torch.float32, device=device)
+def as_cell_data(data, device) -> CellData:
+    if isinstance(data, CellData):
+        if data.device != device:
+            raise ValueError(f"data live on {data.device} but training runs on {device}")
+        return data
+    return CellData(data, device=device)
 
 
 class TrainingDiverged(RuntimeError):
     pass
 
 
-def fit(model: torch.nn.Module, X, cfg: TrainConfig) -> pd.DataFrame:
-    """Train ``model`` on the count matrix ``X`` (cells x genes); restore the best validation state."""
+def kl_weight(epoch: int, cfg: TrainConfig) -> float:
+    """The KL weight of an epoch (1-based): linear warm-up, cyclical (Fu et al. 2019) or constant 1."""
+    if cfg.kl_schedule == "cyclical":
+        period = max(int(cfg.kl_cycle_epochs), 1)
+        phase = ((epoch - 1) % period) / period
+        return min(1.0, phase / cfg.kl_cycle_ramp) if cfg.kl_cycle_ramp > 0 else 1.0
+    if cfg.kl_schedule == "linear" and cfg.kl_warmup_epochs > 0:
+        return min(1.0, epoch / cfg.kl_warmup_epochs)
+    return 1.0
+
+
+def fit(model: torch.nn.Module, data, cfg: TrainConfig) -> pd.DataFrame:
+    """Train ``model`` on ``data`` (a CellData, or a cells x genes count matrix); restore the best state.
+
+    Batches are cut from sparse rows resident on the training device; losses are summed on the device and
+    read back once per epoch.
+    """
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     model.to(device)
-    n = X.shape[0]
+    data = as_cell_data(data, device)
+    n = len(data)
     gen = np.random.default_rng(cfg.seed)
     order = gen.permutation(n)
     n_val = int(round(cfg.val_fraction * n)) if cfg.val_fraction > 0 else 0
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-    data = _to_tensor(X, device)
+    if hasattr(model, "fit_library_prior"):
+        model.fit_library_prior(data.batch(torch.as_tensor(train_idx)).counts.row_sums())
+    train_idx_t = torch.as_tensor(train_idx, device=device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     torch_gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
 
     history, best, best_state, stale = [], math.inf, None, 0
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        beta = min(1.0, epoch / cfg.kl_warmup_epochs) if cfg.kl_warmup_epochs > 0 else 1.0
+        beta = kl_weight(epoch, cfg)
         model.train()
-        perm = torch.as_tensor(train_idx)[torch.randperm(len(train_idx), generator=torch_gen)]
-        tot_recon = tot_kl = 0.0
+        perm = train_idx_t[torch.randperm(len(train_idx), generator=torch_gen).to(device)]
+        totals = torch.zeros(2, device=device)
         for start in range(0, len(perm), cfg.batch_size):
-            batch = perm[start : start + cfg.batch_size]
-            if len(batch) < 2:  # batch norm needs two cells
+            idx = perm[start : start + cfg.batch_size]
+            if len(idx) < 2:  # batch norm needs two cells
                 continue
-            out = model(data[batch.to(device)])
+            out = model(data.batch(idx))
             loss = (out["recon"] + beta * out["kl"]).mean()
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {epoch}; try a lower lr (now {cfg.lr}) "
-                    "or check the input counts"
-                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            tot_recon += out["recon"].sum().item()
-            tot_kl += out["kl"].sum().item()
-        row = {
-            "epoch": epoch,
-            "kl_weight": beta,
-            "train_recon": tot_recon / len(train_idx),
-            "train_kl": tot_kl / len(train_idx),
-        }
-        row["train_elbo"] = row["train_recon"] + row["train_kl"]
+            totals += torch.stack([out["recon"].detach().sum(), out["kl"].detach().sum()])
+        recon, kl = (totals / len(train_idx)).tolist()
+        train_seconds = time.perf_counter() - t0
+        if not (math.isfinite(recon) and math.isfinite(kl)):
+            raise TrainingDiverged(
+                f"loss became NaN/inf at epoch {epoch} (reconstruction {recon}, KL {kl}); try a lower lr "
+                f"(now {cfg.lr}), a longer KL warm-up, or check the input for extreme values"
+            )
+        row = {"epoch": epoch, "kl_weight": beta, "train_recon": recon, "train_kl": kl, "train_elbo": recon + kl}
         if n_val:
-            row.update(evaluate_elbo(model, data[torch.as_tensor(val_idx, device=device)], cfg.batch_size))
+            row.update(evaluate_elbo(model, data, val_idx, cfg.batch_size, prefix="val"))
             score = row["val_elbo"]
         else:
             score = row["train_elbo"]
-        row["seconds"] = time.perf_counter() - t0
+        row["train_seconds"] = train_seconds  # the pass over the training cells
+        row["seconds"] = time.perf_counter() - t0  # ... and the validation pass
         history.append(row)
         log.info(
-            "epoch %d/%d  train -ELBO %.2f (recon %.2f, KL %.2f)%s  %.2fs",
-            epoch, cfg.epochs, row["train_elbo"], row["train_recon"], row["train_kl"],
-            f"  val -ELBO {row['val_elbo']:.2f}" if n_val else "", row["seconds"],
+            "epoch %d/%d  train -ELBO %.2f (recon %.2f, KL %.2f, weight %.2f)%s  %.2fs",
+            epoch, cfg.epochs, row["train_elbo"], recon, kl, beta,
+            f"  val -ELBO {row['val_elbo']:.2f} (recon {row['val_recon']:.2f})" if n_val else "", row["seconds"],
         )  # fmt: skip
+        if not math.isfinite(score):
+            raise TrainingDiverged(f"validation loss became {score} at epoch {epoch}; try a lower lr (now {cfg.lr})")
         if score < best - 1e-4:
             best, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
         else:
             stale += 1
             if cfg.patience and stale >= cfg.patience:
-                log.info("early stop at epoch %d; best validation -ELBO %.2f", epoch, best)
+                log.info("early stop at epoch %d; best -ELBO %.2f", epoch, best)
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -130,25 +153,27 @@ def fit(model: torch.nn.Module, X, cfg: TrainConfig) -> pd.DataFrame:
 
 
 @torch.no_grad()
-def evaluate_elbo(model, data: torch.Tensor, batch_size: int) -> dict[str, float]:
-    """Mean reconstruction NLL and KL per cell at the posterior mean (deterministic)."""
+def evaluate_elbo(model, data, idx=None, batch_size: int = 1024, prefix: str = "val") -> dict[str, float]:
+    """Mean reconstruction NLL, KL and negative ELBO per cell at the posterior mean (deterministic)."""
     model.eval()
-    recon = kl = 0.0
-    for start in range(0, data.shape[0], max(batch_size, 1024)):
-        out = model(data[start : start + max(batch_size, 1024)])
-        recon += out["recon"].sum().item()
-        kl += out["kl"].sum().item()
-    n = data.shape[0]
-    return {"val_recon": recon / n, "val_kl": kl / n, "val_elbo": (recon + kl) / n}
+    idx = np.arange(len(data)) if idx is None else np.asarray(idx)
+    totals = None
+    step = max(batch_size, 1024)
+    for start in range(0, len(idx), step):
+        out = model(data.batch(torch.as_tensor(idx[start : start + step])))
+        part = torch.stack([out["recon"].sum(), out["kl"].sum()])
+        totals = part if totals is None else totals + part
+    recon, kl = (totals / len(idx)).tolist()
+    return {f"{prefix}_recon": recon, f"{prefix}_kl": kl, f"{prefix}_elbo": recon + kl}
 
 
-def build_and_fit(architecture: str, model_kwargs: Mapping, X, cfg: TrainConfig):
+def build_and_fit(architecture: str, model_kwargs: Mapping, data, cfg: TrainConfig):
     """Seed, then build the model (so its initial weights depend on the seed), then train it."""
     from scmix.models import build_model
 
     seed_everything(cfg.seed)
     model = build_model(architecture, **model_kwargs)
-    return model, fit(model, X, cfg)
+    return model, fit(model, data, cfg)
 
 
 def config_dict(cfg: TrainConfig) -> dict:

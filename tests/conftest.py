@@ -43,3 +43,15 @@ def blood(universe):
 
     return simulate_dataset("blood", {"n_cells": 600, "donors": 3, "cell_types": {"T": 0.5, "B": 0.2, "Mono": 0.3}},
                             universe)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def pbmc3k_split(pbmc3k):
+    """PBMC 3k on its 2,000 most variable genes (log1p CP10k variance), 80 % training and 20 % held out."""
+    from scmix.evaluate import log1p_cp10k, top_variable_genes
+    from scmix.split import split_heldout
+
+    genes = top_variable_genes(log1p_cp10k(pbmc3k.X), 2000)
+    data = pbmc3k[:, genes].copy()
+    data.obs["dataset"] = "pbmc3k"
+    return split_heldout(data, 0.2, seed=0)

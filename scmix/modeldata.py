@@ -1,0 +1,69 @@
+"""From an AnnData to what a model trains or is evaluated on: checked counts, category codes, transform.
+
+This is the loader side of training (it models nothing): counts are checked to be raw integers, with the
+offending datasets of a mix named; categorical covariates become codes against a vocabulary fixed at
+training time (0 = a category the model never saw); a Gaussian model's input is transformed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from scmix import transforms
+from scmix.errors import ScmixInputError
+from scmix.io import check_integer_counts, counts_matrix
+from scmix.models.counts import CellData
+from scmix.modelspec import covariates
+
+
+def check_counts(X, obs: pd.DataFrame, *, name: str, path: str | None) -> None:
+    """``check_integer_counts``, naming the datasets whose cells hold the bad values when ``obs`` has them."""
+    try:
+        check_integer_counts(X, dataset=name, path=path)
+    except ScmixInputError as err:
+        if "dataset" not in obs:
+            raise
+        X = sp.csr_matrix(X)
+        v = X.data
+        bad_value = ~np.isfinite(v) | (v < 0) | (v != np.round(v))
+        rows = np.unique(np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[bad_value])
+        culprits = sorted(set(obs["dataset"].astype(str).to_numpy()[rows]))
+        raise ScmixInputError(f"{err.what} (in cells of dataset(s) {', '.join(culprits)})", dataset=name,
+                              path=path) from None  # fmt: skip
+
+
+def vocabulary(obs: pd.DataFrame, names: list[str], *, name: str, path: str | None) -> dict[str, list[str]]:
+    """The categories of each covariate, in sorted order (code = position + 1)."""
+    vocab = {}
+    for c in names:
+        if c not in obs:
+            raise ScmixInputError(f"the model needs obs column '{c}', which is missing (has {list(obs.columns)})",
+                                  dataset=name, path=path)  # fmt: skip
+        vocab[c] = sorted(set(obs[c].astype(str)))
+    return vocab
+
+
+def encode(obs: pd.DataFrame, vocab: Mapping[str, list[str]]) -> np.ndarray | None:
+    """Codes (cells x covariates); categories outside the vocabulary (or a missing column) get 0."""
+    if not vocab:
+        return None
+    cols = []
+    for c, cats in vocab.items():
+        lookup = {v: i + 1 for i, v in enumerate(cats)}
+        values = obs[c].astype(str) if c in obs else pd.Series(["\0"] * len(obs))
+        cols.append(values.map(lookup).fillna(0).astype(np.int64).to_numpy())
+    return np.stack(cols, axis=1)
+
+
+def prepare(adata, spec: Mapping, *, name: str, path: str | None = None, vocab=None, device="cpu"):
+    """(CellData on ``device``, vocabulary) for a model spec; ``vocab`` None fixes it from these cells."""
+    X = sp.csr_matrix(counts_matrix(adata))
+    check_counts(X, adata.obs, name=name, path=path)
+    if vocab is None:
+        vocab = vocabulary(adata.obs, covariates(spec), name=name, path=path)
+    target = transforms.transform(X, spec["transform"]) if spec["likelihood"] == "gaussian" else None
+    return CellData(X, codes=encode(adata.obs, vocab), target=target, device=device), vocab

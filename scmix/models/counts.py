@@ -1,0 +1,132 @@
+"""Minibatches of raw counts that stay sparse until the device, and the cells they are cut from.
+
+A count likelihood only needs its ``lgamma`` and ``x * log(mu)`` terms where a count is non-zero, so the
+counts travel as compressed sparse rows (CSR) and each batch is a vectorised gather of rows; nothing here
+reads files or knows about AnnData.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+
+@dataclass
+class SparseRows:
+    """A few cells' counts as CSR tensors, plus the row index of every stored value."""
+
+    crow: torch.Tensor  # (n_rows + 1,) int64
+    col: torch.Tensor  # (nnz,) int64
+    val: torch.Tensor  # (nnz,) float32
+    n_genes: int
+
+    def __post_init__(self):
+        lengths = self.crow[1:] - self.crow[:-1]
+        self.row = torch.repeat_interleave(
+            torch.arange(len(lengths), device=self.crow.device), lengths, output_size=self.val.numel()
+        )
+
+    @property
+    def n_rows(self) -> int:
+        return self.crow.numel() - 1
+
+    @property
+    def flat_index(self) -> torch.Tensor:
+        """Position of each stored value in the row-major dense matrix."""
+        return self.row * self.n_genes + self.col
+
+    def dense(self, values: torch.Tensor | None = None) -> torch.Tensor:
+        """The dense matrix of the stored values (or of ``values``, one per stored count, e.g. log1p)."""
+        out = torch.zeros(self.n_rows, self.n_genes, dtype=self.val.dtype, device=self.val.device)
+        out.view(-1)[self.flat_index] = self.val if values is None else values
+        return out
+
+    def row_sums(self) -> torch.Tensor:
+        return torch.zeros(self.n_rows, dtype=self.val.dtype, device=self.val.device).index_add_(0, self.row, self.val)
+
+    def segment_sum(self, values: torch.Tensor) -> torch.Tensor:
+        """Sum per cell of one value per stored count."""
+        return torch.zeros(self.n_rows, dtype=values.dtype, device=values.device).index_add(0, self.row, values)
+
+    @classmethod
+    def from_dense(cls, x: torch.Tensor) -> SparseRows:
+        rows, cols = torch.nonzero(x, as_tuple=True)
+        crow = torch.zeros(x.shape[0] + 1, dtype=torch.long, device=x.device)
+        crow[1:] = torch.cumsum(torch.bincount(rows, minlength=x.shape[0]), 0)
+        return cls(crow, cols, x[rows, cols].to(torch.float32), x.shape[1])
+
+
+@dataclass
+class Batch:
+    """What a model sees of a minibatch: counts (sparse), codes of its conditions, a transformed input."""
+
+    counts: SparseRows
+    codes: torch.Tensor | None = None  # (n_rows, n_conditions) int64; 0 means unknown
+    target: torch.Tensor | None = None  # (n_rows, n_genes) float32, for models of transformed data
+
+    @property
+    def n_rows(self) -> int:
+        return self.counts.n_rows
+
+    def dense_counts(self) -> torch.Tensor:
+        if not hasattr(self, "_dense"):
+            self._dense = self.counts.dense()
+        return self._dense
+
+    def log1p_counts(self) -> torch.Tensor:
+        """Dense log1p(counts), with log1p taken on the stored values only."""
+        if hasattr(self, "_dense"):
+            return torch.log1p(self._dense)
+        return self.counts.dense(torch.log1p(self.counts.val))
+
+    @classmethod
+    def from_dense(cls, x: torch.Tensor, codes=None, target=None) -> Batch:
+        b = cls(SparseRows.from_dense(x), codes, target)
+        b._dense = x.to(torch.float32)
+        return b
+
+
+class CellData:
+    """All cells of a training or evaluation matrix, resident on one device; ``batch(idx)`` cuts a Batch."""
+
+    def __init__(self, X, *, codes=None, target=None, device="cpu"):
+        X = sp.csr_matrix(X)
+        X.sort_indices()
+        device = torch.device(device)
+        self.n_cells, self.n_genes = X.shape
+        self.device = device
+        self.crow = torch.as_tensor(X.indptr.astype(np.int64), device=device)
+        self.col = torch.as_tensor(X.indices.astype(np.int64), device=device)
+        self.val = torch.as_tensor(X.data.astype(np.float32), device=device)
+        self.codes = None if codes is None else torch.as_tensor(np.asarray(codes, dtype=np.int64), device=device)
+        if self.codes is not None and self.codes.ndim == 1:
+            self.codes = self.codes[:, None]
+        self.target = None if target is None else torch.as_tensor(np.asarray(target, dtype=np.float32), device=device)
+
+    def __len__(self) -> int:
+        return self.n_cells
+
+    def batch(self, idx) -> Batch:
+        idx = torch.as_tensor(idx, dtype=torch.long, device=self.device)
+        starts, ends = self.crow[idx], self.crow[idx + 1]
+        lengths = ends - starts
+        crow = torch.zeros(len(idx) + 1, dtype=torch.long, device=self.device)
+        torch.cumsum(lengths, 0, out=crow[1:])
+        total = int(crow[-1])
+        pos = torch.arange(total, device=self.device) + torch.repeat_interleave(
+            starts - crow[:-1], lengths, output_size=total
+        )
+        rows = SparseRows(crow, self.col[pos], self.val[pos], self.n_genes)
+        return Batch(
+            rows,
+            None if self.codes is None else self.codes[idx],
+            None if self.target is None else self.target[idx],
+        )
+
+    def batches(self, batch_size: int):
+        """All cells in order, in batches (for evaluation)."""
+        for start in range(0, self.n_cells, batch_size):
+            yield self.batch(torch.arange(start, min(start + batch_size, self.n_cells)))

@@ -1,0 +1,318 @@
+"""One VAE family for every model of the study; the named architectures are settings of it.
+
+* encoder: MLP from log1p(counts) (count likelihoods) or from the transformed input (Gaussian) to a
+  Gaussian posterior q(z | x);
+* decoder: ``mlp`` (hidden layers) or ``linear`` (LDVAE, Svensson et al. 2020: gene x latent loadings);
+  count likelihoods get mean = library x softmax(decoder output), as in scVI;
+* likelihood: ``nb``, ``zinb``, ``poisson`` on raw counts, or ``gaussian`` on a transformed input;
+  NB/ZINB inverse dispersion per gene or per gene and batch;
+* library size: ``observed`` (log total counts as offset) or ``latent`` (log-normal posterior with a
+  log-normal prior fitted to the training data);
+* conditions (cVAE): categorical covariates as learned embeddings fed to the encoder and/or decoder;
+  code 0 is "unknown" (unseen category), trained through condition dropout;
+* prior: ``normal`` N(0, I) or ``gmm``, a learned mixture of K Gaussians (GMVAE), with the
+  mixture-assignment bound of VaDE (Jiang et al. 2017): q(c | x) = p(c | z).
+
+The module reads no files; the trainer lives in ``scmix.train``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from scmix.models.counts import Batch
+from scmix.models.likelihoods import (
+    COUNT_LIKELIHOODS,
+    LIKELIHOODS,
+    gaussian_cell_log_lik,
+    nb_cell_log_lik,
+    poisson_cell_log_lik,
+    zinb_cell_log_lik,
+)
+
+NORMS = ("batch", "layer", "none")
+
+
+def mlp(sizes: list[int], dropout: float, norm: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        layers.append(nn.Linear(n_in, n_out))
+        if norm == "batch":
+            layers.append(nn.BatchNorm1d(n_out, momentum=0.1, eps=1e-3))
+        elif norm == "layer":
+            layers.append(nn.LayerNorm(n_out, elementwise_affine=False))
+        layers.append(nn.ReLU())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+def _normal_kl(mean, logvar, prior_mean=0.0, prior_logvar=0.0) -> torch.Tensor:
+    """KL(N(mean, e^logvar) || N(prior_mean, e^prior_logvar)), summed over the last dimension."""
+    return 0.5 * (
+        prior_logvar - logvar + (torch.exp(logvar) + (mean - prior_mean) ** 2) * math.exp(-prior_logvar) - 1.0
+    ).sum(-1)
+
+
+class VAE(nn.Module):
+    def __init__(
+        self,
+        n_genes: int,
+        n_latent: int = 10,
+        hidden: list[int] | tuple[int, ...] = (128, 128),
+        *,
+        decoder: str = "mlp",
+        decoder_hidden: list[int] | None = None,
+        likelihood: str = "nb",
+        dispersion: str = "gene",
+        dispersion_key: str | None = None,
+        library: str = "observed",
+        dropout: float = 0.1,
+        norm: str = "batch",
+        covariates: dict[str, int] | None = None,
+        conditions: list[str] | tuple[str, ...] = (),
+        condition_dim: int = 8,
+        inject: str = "both",
+        condition_dropout: float = 0.0,
+        prior: str = "normal",
+        n_components: int = 10,
+    ):
+        super().__init__()
+        self._check(likelihood, dispersion, dispersion_key, library, norm, decoder, inject, prior, covariates,
+                    conditions)  # fmt: skip
+        self.n_genes, self.n_latent = int(n_genes), int(n_latent)
+        self.likelihood, self.dispersion, self.library, self.prior = likelihood, dispersion, library, prior
+        self.decoder_kind, self.inject = decoder, inject
+        self.covariates = dict(covariates or {})
+        self.conditions = list(conditions)
+        self.condition_dropout = float(condition_dropout)
+        names = list(self.covariates)
+        self._condition_cols = [names.index(c) for c in self.conditions]
+        self._dispersion_col = names.index(dispersion_key) if dispersion == "gene-batch" else None
+
+        hidden = [int(h) for h in hidden]
+        self.embeddings = nn.ModuleList(nn.Embedding(self.covariates[c] + 1, condition_dim) for c in self.conditions)
+        n_cond = condition_dim * len(self.conditions)
+        enc_cond = n_cond if inject in ("encoder", "both") else 0
+        dec_cond = n_cond if inject in ("decoder", "both") else 0
+
+        self.encoder = mlp([self.n_genes + enc_cond, *hidden], dropout, norm)
+        self.z_mean = nn.Linear(hidden[-1], self.n_latent)
+        self.z_logvar = nn.Linear(hidden[-1], self.n_latent)
+        if library == "latent":
+            self.l_encoder = mlp([self.n_genes + enc_cond, hidden[0]], dropout, norm)
+            self.l_mean = nn.Linear(hidden[0], 1)
+            self.l_logvar = nn.Linear(hidden[0], 1)
+        # log-normal library prior, also used to draw library sizes when generating cells
+        self.register_buffer("log_library_loc", torch.tensor(0.0))
+        self.register_buffer("log_library_scale", torch.tensor(1.0))
+
+        dec_in = self.n_latent + dec_cond
+        if decoder == "linear":
+            self.decoder_mlp = None
+            last = dec_in
+        else:
+            dec_hidden = [int(h) for h in (decoder_hidden if decoder_hidden is not None else hidden[::-1])]
+            self.decoder_mlp = mlp([dec_in, *dec_hidden], 0.0, norm)
+            last = dec_hidden[-1]
+        self.px = nn.Linear(last, self.n_genes)
+        if likelihood == "zinb":
+            self.px_dropout = nn.Linear(last, self.n_genes)
+        if likelihood in ("nb", "zinb"):
+            rows = self.covariates[dispersion_key] if dispersion == "gene-batch" else 1
+            self.log_theta = nn.Parameter(torch.zeros(rows, self.n_genes))
+        if likelihood == "gaussian":
+            self.log_var = nn.Parameter(torch.zeros(self.n_genes))
+        if prior == "gmm":
+            self.prior_logits = nn.Parameter(torch.zeros(n_components))
+            self.prior_mean = nn.Parameter(torch.randn(n_components, self.n_latent))
+            self.prior_logvar = nn.Parameter(torch.zeros(n_components, self.n_latent))
+
+    @staticmethod
+    def _check(likelihood, dispersion, dispersion_key, library, norm, decoder, inject, prior, covariates, conditions):
+        choices = {
+            "likelihood": (likelihood, LIKELIHOODS),
+            "dispersion": (dispersion, ("gene", "gene-batch")),
+            "library": (library, ("observed", "latent")),
+            "norm": (norm, NORMS),
+            "decoder": (decoder, ("mlp", "linear")),
+            "inject": (inject, ("encoder", "decoder", "both")),
+            "prior": (prior, ("normal", "gmm")),
+        }
+        for key, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ValueError(f"{key} '{value}' is not one of {list(allowed)}")
+        covariates = covariates or {}
+        for c in conditions:
+            if c not in covariates:
+                raise ValueError(f"condition '{c}' has no category count in covariates {sorted(covariates)}")
+        if dispersion == "gene-batch" and dispersion_key not in covariates:
+            raise ValueError(f"dispersion gene-batch needs dispersion_key among covariates, got {dispersion_key!r}")
+        if likelihood == "gaussian" and (library == "latent" or dispersion != "gene"):
+            raise ValueError("the Gaussian baseline has no library size or dispersion settings")
+
+    @property
+    def counts_model(self) -> bool:
+        return self.likelihood in COUNT_LIKELIHOODS
+
+    # -- parts ---------------------------------------------------------------------------------------
+    def _embedded(self, batch: Batch) -> torch.Tensor | None:
+        if not self.conditions:
+            return None
+        codes = batch.codes[:, self._condition_cols]
+        if self.training and self.condition_dropout > 0:
+            keep = torch.rand(codes.shape, device=codes.device) >= self.condition_dropout
+            codes = codes * keep
+        return torch.cat([emb(codes[:, i]) for i, emb in enumerate(self.embeddings)], dim=1)
+
+    def _encoder_input(self, batch: Batch, emb) -> torch.Tensor:
+        x = batch.log1p_counts() if self.counts_model else batch.target
+        if emb is not None and self.inject in ("encoder", "both"):
+            x = torch.cat([x, emb], dim=1)
+        return x
+
+    def _log_theta(self, batch: Batch) -> torch.Tensor:
+        if self._dispersion_col is None:
+            return self.log_theta[0]
+        # rows 1..K are the known batches; an unseen batch (code 0) gets their mean
+        table = torch.cat([self.log_theta.mean(0, keepdim=True), self.log_theta], dim=0)
+        return table[batch.codes[:, self._dispersion_col]]
+
+    def decode(self, z: torch.Tensor, emb: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Decoder outputs: ``logits`` (log proportions up to a constant, or the Gaussian mean), ``pi``."""
+        if emb is not None and self.inject in ("decoder", "both"):
+            z = torch.cat([z, emb], dim=1)
+        h = z if self.decoder_mlp is None else self.decoder_mlp(z)
+        out = {"logits": self.px(h)}
+        if self.likelihood == "zinb":
+            out["pi_logits"] = self.px_dropout(h)
+        return out
+
+    def _kl_z(self, mean, logvar, z) -> torch.Tensor:
+        if self.prior == "normal":
+            return _normal_kl(mean, logvar)
+        log_pi = torch.log_softmax(self.prior_logits, 0)
+        mk, lvk = self.prior_mean, self.prior_logvar
+        log_pz_c = -0.5 * (math.log(2 * math.pi) + lvk + (z[:, None] - mk) ** 2 * torch.exp(-lvk)).sum(-1)
+        gamma = torch.softmax(log_pi + log_pz_c, dim=1)
+        kl_components = 0.5 * (
+            lvk - logvar[:, None] + (torch.exp(logvar)[:, None] + (mean[:, None] - mk) ** 2) * torch.exp(-lvk) - 1.0
+        ).sum(-1)
+        return (gamma * (kl_components + torch.log(gamma + 1e-10) - log_pi)).sum(1)
+
+    # -- the ELBO --------------------------------------------------------------------------------------
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Per-cell reconstruction NLL and KL terms; one reparameterised sample in training, means in eval."""
+        emb = self._embedded(batch)
+        x_in = self._encoder_input(batch, emb)
+        h = self.encoder(x_in)
+        mean, logvar = self.z_mean(h), self.z_logvar(h).clamp(-12.0, 8.0)
+        z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar) if self.training else mean
+        kl_z = self._kl_z(mean, logvar, z)
+        kl_l = torch.zeros_like(kl_z)
+        log_l = None
+        if self.counts_model:
+            if self.library == "observed":
+                log_l = torch.log(batch.counts.row_sums().clamp(min=1.0))[:, None]
+            else:
+                hl = self.l_encoder(x_in)
+                l_mean, l_logvar = self.l_mean(hl), self.l_logvar(hl).clamp(-12.0, 8.0)
+                log_l = l_mean + torch.randn_like(l_mean) * torch.exp(0.5 * l_logvar) if self.training else l_mean
+                prior_logvar = 2 * math.log(float(self.log_library_scale))
+                kl_l = _normal_kl(l_mean, l_logvar, self.log_library_loc, prior_logvar)
+        out = self.decode(z, emb)
+        recon = -self._log_lik(batch, out, log_l)
+        return {"recon": recon, "kl": kl_z + kl_l, "kl_z": kl_z, "kl_l": kl_l, "z_mean": mean}
+
+    def _log_lik(self, batch: Batch, out, log_l) -> torch.Tensor:
+        if self.likelihood == "gaussian":
+            return gaussian_cell_log_lik(batch.target, out["logits"], self.log_var)
+        log_mu = log_l + torch.log_softmax(out["logits"], dim=1)
+        if self.likelihood == "poisson":
+            return poisson_cell_log_lik(batch.counts, log_mu)
+        if self.likelihood == "nb":
+            return nb_cell_log_lik(batch.counts, log_mu, self._log_theta(batch))
+        return zinb_cell_log_lik(batch.counts, log_mu, self._log_theta(batch), out["pi_logits"])
+
+    # -- uses of a trained model -------------------------------------------------------------------------
+    def fit_library_prior(self, library_sizes: torch.Tensor) -> None:
+        """Set the log-normal library prior from the training cells' total counts."""
+        log_l = torch.log(library_sizes.float().clamp(min=1.0))
+        self.log_library_loc.fill_(float(log_l.mean()))
+        self.log_library_scale.fill_(max(float(log_l.std()) if log_l.numel() > 1 else 1.0, 1e-3))
+
+    @torch.no_grad()
+    def latent(self, batch: Batch) -> torch.Tensor:
+        """Posterior mean of z."""
+        emb = self._embedded(batch)
+        return self.z_mean(self.encoder(self._encoder_input(batch, emb)))
+
+    @torch.no_grad()
+    def normalised_expression(self, batch: Batch | torch.Tensor) -> torch.Tensor:
+        """Decoder proportions rho at the posterior mean of z (rows sum to one); count models only."""
+        if isinstance(batch, torch.Tensor):
+            batch = Batch.from_dense(batch)
+        if not self.counts_model:
+            raise ValueError("a Gaussian model has no count proportions; use reconstruct()")
+        emb = self._embedded(batch)
+        z = self.z_mean(self.encoder(self._encoder_input(batch, emb)))
+        return torch.softmax(self.decode(z, emb)["logits"], dim=1)
+
+    @torch.no_grad()
+    def reconstruct(self, batch: Batch) -> torch.Tensor:
+        """The decoder mean at the posterior mean of z, in the model's own space (rho or transformed)."""
+        if self.counts_model:
+            return self.normalised_expression(batch)
+        emb = self._embedded(batch)
+        z = self.z_mean(self.encoder(self._encoder_input(batch, emb)))
+        return self.decode(z, emb)["logits"]
+
+    def loadings(self) -> torch.Tensor:
+        """Gene x latent weights of a linear decoder."""
+        if self.decoder_kind != "linear":
+            raise ValueError("only a linear decoder (LDVAE) has gene loadings")
+        return self.px.weight[:, : self.n_latent].detach()
+
+    @torch.no_grad()
+    def generate(self, n: int, codes: torch.Tensor | None = None, library: torch.Tensor | None = None):
+        """Draw ``n`` cells from the generative model: z from the prior, the library from its log-normal prior
+        (or ``library``), then counts from the likelihood (values in the transformed space for Gaussian).
+        ``codes``: (n, n_covariates) category codes (1-based; 0 = unknown) for a conditional model."""
+        device = self.px.weight.device
+        if self.prior == "normal":
+            z = torch.randn(n, self.n_latent, device=device)
+        else:
+            comp = torch.multinomial(torch.softmax(self.prior_logits, 0), n, replacement=True)
+            z = self.prior_mean[comp] + torch.randn(n, self.n_latent, device=device) * torch.exp(
+                0.5 * self.prior_logvar[comp]
+            )
+        batch = None
+        if self.covariates:
+            if codes is None:
+                raise ValueError(f"a conditional model needs codes for {list(self.covariates)} to generate")
+            batch = Batch(None, torch.as_tensor(codes, device=device).reshape(n, -1))
+        was_training = self.training
+        self.eval()
+        try:
+            emb = None if batch is None or not self.conditions else self._embedded(batch)
+            out = self.decode(z, emb)
+        finally:
+            self.train(was_training)
+        if self.likelihood == "gaussian":
+            return out["logits"] + torch.randn_like(out["logits"]) * torch.exp(0.5 * self.log_var)
+        if library is None:
+            log_l = self.log_library_loc + self.log_library_scale * torch.randn(n, 1, device=device)
+        else:
+            log_l = torch.log(torch.as_tensor(library, dtype=torch.float32, device=device).reshape(n, 1))
+        mu = torch.exp(log_l + torch.log_softmax(out["logits"], dim=1))
+        if self.likelihood == "poisson":
+            return torch.poisson(mu)
+        theta = torch.exp(self._log_theta(batch) if batch is not None else self.log_theta[0])
+        rate = torch.distributions.Gamma(theta, theta / mu.clamp(min=1e-8)).sample()
+        counts = torch.poisson(rate)
+        if self.likelihood == "zinb":
+            counts = counts * (torch.rand_like(counts) >= torch.sigmoid(out["pi_logits"]))
+        return counts
