@@ -5,7 +5,7 @@ CORES  ?= 2
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup system demo test lint dag clean
+.PHONY: setup system demo test lint dag clean bench-setup bench
 
 setup: system $(VENV)/.installed
 
@@ -39,6 +39,20 @@ lint: setup
 
 dag: setup
 	$(BIN)/snakemake --rulegraph | dot -Tpng > rulegraph.png
+
+# benchmarks/train_speed.py against scvi-tools: a separate venv, so scvi-tools never enters the runtime one.
+bench-setup: .venv-bench/.installed
+
+.venv-bench/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install -q torch==2.13.0
+	.venv-bench/bin/python -m pip install -q -r requirements.txt
+	.venv-bench/bin/python -m pip install -q --no-deps -e .
+	.venv-bench/bin/python -m pip install -q scvi-tools==1.4.2
+	touch $@
+
+bench: bench-setup
+	.venv-bench/bin/python benchmarks/train_speed.py
 
 clean:
 	rm -rf results logs .snakemake

@@ -32,3 +32,9 @@ rule all:
     input:
         "results/summary/reconstruction_accuracy.tsv",
         "results/summary/reconstruction_accuracy.png",
+        expand(
+            "results/models/{model}/{mix}/seed{seed}/loadings.tsv",
+            model=LINEAR_MODELS,
+            mix=MIXES,
+            seed=SEEDS,
+        ),

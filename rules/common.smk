@@ -9,7 +9,22 @@ validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
 
 DATASETS = list(config["datasets"])
 MIXES = list(config["mixes"])
-MODELS = list(config["models"])
+
+
+def _load_package_file(relpath):
+    """Run one dependency-free package file: the DAG is built without importing scmix (or torch)."""
+    path = Path(workflow.basedir) / "scmix" / relpath
+    namespace = {"__name__": f"scmix_{path.stem}"}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    return namespace
+
+
+# every model: the models section plus one per point of each sweep's grid, defaults filled in
+MODEL_SPECS = _load_package_file("modelspec.py")["expand"](
+    config["models"], config.get("sweeps")
+)
+MODELS = list(MODEL_SPECS)
+LINEAR_MODELS = [m for m, s in MODEL_SPECS.items() if s["architecture"] == "ldvae"]
 SEEDS = [int(s) for s in config["seeds"]]
 EVAL_SETS = list(config["evaluation"].get("eval_sets") or DATASETS)
 
@@ -50,6 +65,9 @@ wildcard_constraints:
     mix=_alternatives(MIXES),
     model=_alternatives(MODELS),
     seed=r"\d+",
+
+
+LINEAR_MODEL_PATTERN = _alternatives(LINEAR_MODELS) if LINEAR_MODELS else "(?!)"
 
 
 def package_sources(*modules):
@@ -106,14 +124,8 @@ def mix_datasets(wildcards):
     return list(config["mixes"][wildcards.mix]["datasets"])
 
 
-def _load_registry():
-    path = Path(workflow.basedir) / "scmix" / "sources" / "registry.py"
-    namespace = {}
-    exec(compile(path.read_text(), str(path), "exec"), namespace)
-    return namespace["SOURCES"], namespace["USES"]
-
-
-SOURCE_MODULES, SOURCE_USES = _load_registry()
+_registry = _load_package_file("sources/registry.py")
+SOURCE_MODULES, SOURCE_USES = _registry["SOURCES"], _registry["USES"]
 
 
 def parse_code(wildcards):

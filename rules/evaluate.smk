@@ -5,7 +5,13 @@ rule evaluate:
     input:
         model="results/models/{model}/{mix}/seed{seed}/model.pt",
         eval="results/split/{eval_set}/eval.h5ad",
-        code=package_sources("evaluate.py", "checkpoint.py"),
+        code=package_sources(
+            "evaluate.py",
+            "checkpoint.py",
+            "predict.py",
+            "modeldata.py",
+            "transforms.py",
+        ),
     output:
         cells="results/eval/{model}/{mix}/seed{seed}/{eval_set}.cells.tsv",
         summary="results/eval/{model}/{mix}/seed{seed}/{eval_set}.summary.tsv",

@@ -2,7 +2,6 @@
 
 import logging
 
-import numpy as np
 import torch
 
 from scmix import rulecall
@@ -10,6 +9,7 @@ from scmix.checkpoint import load_checkpoint
 from scmix.evaluate import reconstruction_accuracy, reindex_to_genes, summarise
 from scmix.genes import gene_keys
 from scmix.io import check_integer_counts, read_h5ad, write_table
+from scmix.predict import reconstructed_proportions
 from scmix.train import resolve_device
 
 
@@ -25,12 +25,8 @@ def main(smk):
     counts, overlap = reindex_to_genes(adata, model_keys, keys=gene_keys(adata, match_on),
                                        min_overlap=p["min_gene_overlap"], eval_set=w.eval_set)  # fmt: skip
     check_integer_counts(counts, dataset=w.eval_set, path=smk.input.eval)
-    rho = []
-    with torch.no_grad():
-        for start in range(0, counts.shape[0], 1024):
-            batch = torch.as_tensor(counts[start : start + 1024].toarray(), dtype=torch.float32, device=device)
-            rho.append(model.normalised_expression(batch).cpu().numpy())
-    per_cell = reconstruction_accuracy(counts, np.concatenate(rho), n_top_genes=p["n_top_genes"])
+    rho = reconstructed_proportions(model, ckpt["meta"], counts, adata.obs, device=device)
+    per_cell = reconstruction_accuracy(counts, rho, n_top_genes=p["n_top_genes"])
     per_cell.insert(0, "cell_id", adata.obs_names.to_numpy())
     per_cell["cell_type"] = adata.obs["cell_type"].astype(str).to_numpy() if "cell_type" in adata.obs else "unknown"
     for key, value in (("model", w.model), ("mix", w.mix), ("seed", int(w.seed)), ("eval_set", w.eval_set)):

@@ -33,12 +33,45 @@ def test_dry_run_lists_every_stage_and_scales_with_seeds(tmp_path):
     jobs = job_counts(res.stdout)
     # 2 datasets, 2 mixes, 2 seeds, 1 model, 2 eval sets
     assert jobs["download"] == jobs["parse"] == jobs["qc"] == jobs["split"] == 2
-    assert jobs["mix"] == 4 and jobs["train"] == 4 and jobs["evaluate"] == 8
+    # 2 models (ldvae, cvae); loadings only for the linear decoder
+    assert jobs["mix"] == 4 and jobs["train"] == 8 and jobs["evaluate"] == 16 and jobs["loadings"] == 4
     cfg = yaml.safe_load(TINY.read_text())
     cfg["seeds"] = [0, 1, 2, 3, 4]
     (tmp_path / "five.yaml").write_text(yaml.safe_dump(cfg))
     jobs5 = job_counts(snakemake(tmp_path, "-n", config=tmp_path / "five.yaml").stdout)
-    assert jobs5["mix"] == 10 and jobs5["train"] == 10 and jobs5["evaluate"] == 20 and jobs5["qc"] == 2
+    assert jobs5["mix"] == 10 and jobs5["train"] == 20 and jobs5["evaluate"] == 40 and jobs5["qc"] == 2
+
+
+def test_a_sweep_expands_into_one_model_per_grid_point(tmp_path):
+    """The SAD2 grid: 4 networks x (NB, ZINB, Poisson, and Gaussian on 3 transforms) = 24 models."""
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["sweeps"] = {
+        "sad2": {
+            "networks": [{"hidden": [1024, 512, 256], "n_latent": 32}, {"hidden": [1024, 512, 256], "n_latent": 64},
+                         {"hidden": [256, 128], "n_latent": 128}, {"hidden": [256], "n_latent": 32}],
+            "likelihoods": ["nb", "zinb", "poisson", "gaussian"],
+            "transforms": ["log1p_cp10k", "size_factor", "pearson_residuals"],
+            "settings": {"epochs": 5},
+        }
+    }  # fmt: skip
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(cfg))
+    res = snakemake(tmp_path, "-n", config=tmp_path / "sweep.yaml")
+    assert res.returncode == 0, res.stderr
+    jobs = job_counts(res.stdout)
+    assert jobs["train"] == (2 + 24) * 4 and jobs["evaluate"] == (2 + 24) * 8
+    trained = set(re.findall(r"results/models/([^/]+)/blood_only/seed0/model.pt", res.stdout))
+    assert {"sad2_1024-512-256_z32_nb", "sad2_256-128_z128_zinb", "sad2_256_z32_gaussian-pearson_residuals",
+            "sad2_1024-512-256_z64_gaussian-size_factor"} <= trained and len(trained) == 26  # fmt: skip
+    # a point that clashes with a named model, and a gaussian model without a transform, are refused
+    cfg["models"]["sad2_256_z32_nb"] = {"architecture": "vae"}
+    (tmp_path / "clash.yaml").write_text(yaml.safe_dump(cfg))
+    res = snakemake(tmp_path, "-n", config=tmp_path / "clash.yaml")
+    assert res.returncode != 0 and "sweeps.sad2 makes model 'sad2_256_z32_nb'" in res.stdout + res.stderr
+    del cfg["models"]["sad2_256_z32_nb"], cfg["sweeps"]
+    cfg["models"]["g"] = {"architecture": "vae", "likelihood": "gaussian"}
+    (tmp_path / "gauss.yaml").write_text(yaml.safe_dump(cfg))
+    res = snakemake(tmp_path, "-n", config=tmp_path / "gauss.yaml")
+    assert res.returncode != 0 and "models.g: a gaussian likelihood needs transform" in res.stdout + res.stderr
 
 
 @pytest.mark.e2e
@@ -56,9 +89,9 @@ def test_workflow_runs_end_to_end_and_summary_is_right(tmp_path):
         types = set(held.obs["cell_type"].astype(str)) | {"all"}
         for mix in ("blood_only", "blood+tumour"):
             for seed in (0, 1):
-                expected |= {("ldvae", mix, seed, eval_set, t) for t in types}
-                row = summary.query("mix == @mix and seed == @seed and eval_set == @eval_set and cell_type == 'all'")
-                assert row["n_cells"].item() == held.n_obs
+                expected |= {(model, mix, seed, eval_set, t) for t in types for model in ("ldvae", "cvae")}
+                rows = summary.query("mix == @mix and seed == @seed and eval_set == @eval_set and cell_type == 'all'")
+                assert len(rows) == 2 and (rows["n_cells"] == held.n_obs).all()
     got = set(summary[["model", "mix", "seed", "eval_set", "cell_type"]].itertuples(index=False, name=None))
     assert got == expected and len(summary) == len(expected)
     assert summary["pearson_mean"].between(0.4, 1.0).all()
@@ -83,6 +116,9 @@ def test_workflow_runs_end_to_end_and_summary_is_right(tmp_path):
     assert loadings.shape[1] == 5 and not loadings.isna().any().any()
     log = (tmp_path / "logs/train/ldvae/blood_only/seed0.log").read_text()
     assert "on device cpu" in log and "epoch 1/12" in log
+    assert not (tmp_path / "results/models/cvae/blood_only/seed0/loadings.tsv").exists()  # no linear decoder
+    cvae_log = (tmp_path / "logs/train/cvae/blood_only/seed0.log").read_text()
+    assert "(cvae, zinb likelihood)" in cvae_log
     assert (tmp_path / "results/benchmarks/train/ldvae/blood_only/seed0.tsv").stat().st_size > 0
 
     manifest = pd.read_csv(tmp_path / "results/mixes/blood+tumour/seed1.manifest.tsv", sep="\t")

@@ -1,0 +1,110 @@
+"""Seconds per training epoch of scmix's LDVAE against scvi-tools' LinearSCVI, on real PBMC 3k.
+
+Both models get the datamix settings (10-d latent, two encoder layers of 128, batch 128, lr 5e-3) and the
+same 2,000 highly variable genes (scanpy seurat_v3 on the raw counts) of the same training cells; 10 % of
+cells are held out. Printed: seconds per epoch (median over epochs after the first), their ratio, and the
+held-out reconstruction NLL per cell of each (negative binomial, posterior mean of z, observed library).
+
+    python benchmarks/train_speed.py                      # CPU, both models when scvi-tools is installed
+    python benchmarks/train_speed.py --device cuda        # data resident on the GPU
+
+scvi-tools is an optional extra (``make bench-setup`` builds .venv-bench with it); without it only
+scmix is measured and the ratio is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import scanpy as sc
+import scipy.sparse as sp
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from scmix.models import CellData, build_model  # noqa: E402
+from scmix.train import TrainConfig, evaluate_elbo, fit, seed_everything  # noqa: E402
+
+
+def load_pbmc3k(shared: Path, n_genes: int, heldout: float, seed: int):
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(shared / "pbmc3k" / "pbmc3k_filtered_gene_bc_matrices.tar.gz") as tar:
+            tar.extractall(tmp, filter="data")
+        adata = sc.read_10x_mtx(Path(tmp) / "filtered_gene_bc_matrices" / "hg19")
+    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
+    sc.pp.highly_variable_genes(adata, n_top_genes=n_genes, flavor="seurat_v3", subset=True)
+    order = np.random.default_rng(seed).permutation(adata.n_obs)
+    n_held = int(round(heldout * adata.n_obs))
+    return adata[np.sort(order[n_held:])].copy(), adata[np.sort(order[:n_held])].copy()
+
+
+def scmix_ldvae(train, held, *, epochs: int, device: str, seed: int) -> dict:
+    cfg = TrainConfig(epochs=epochs, batch_size=128, lr=5e-3, kl_warmup_epochs=0, val_fraction=0.1, patience=0,
+                      seed=seed, device=device)  # fmt: skip
+    seed_everything(seed)
+    model = build_model("ldvae", n_genes=train.n_vars, n_latent=10, hidden=[128, 128])
+    t0 = time.perf_counter()
+    history = fit(model, CellData(train.X, device=device), cfg)
+    total = time.perf_counter() - t0
+    nll = evaluate_elbo(model, CellData(held.X, device=device), prefix="heldout")["heldout_recon"]
+    return {
+        "seconds_per_epoch": float(np.median(history["train_seconds"].to_numpy()[1:])),
+        "seconds_per_epoch_with_validation": float(np.median(history["seconds"].to_numpy()[1:])),
+        "epoch_seconds": history["seconds"].round(4).tolist(),
+        "seconds_total": total,
+        "heldout_nll": nll,
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--genes", type=int, default=2000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-peer", action="store_true", help="measure scmix only")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    train, held = load_pbmc3k(args.shared, args.genes, 0.1, args.seed)
+    print(f"PBMC 3k: {train.n_obs} training + {held.n_obs} held-out cells x {train.n_vars} genes; "
+          f"{args.epochs} epochs; {args.threads} threads; device {args.device}")  # fmt: skip
+    rows = {"scmix LDVAE": scmix_ldvae(train, held, epochs=args.epochs, device=args.device, seed=args.seed)}
+    if not args.no_peer:
+        try:
+            from scvi_peer import scvi_linear
+        except ImportError as err:
+            print(f"scvi-tools not measured ({err}); install it with `make bench-setup`")
+        else:
+            accelerator = "gpu" if args.device.startswith("cuda") else "cpu"
+            rows["scvi-tools LinearSCVI"] = scvi_linear(train, held, epochs=args.epochs, seed=args.seed,
+                                                        accelerator=accelerator)  # fmt: skip
+    print("\n| model | s/epoch | held-out NLL/cell |\n|---|---:|---:|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['seconds_per_epoch']:.3f} | {r['heldout_nll']:.2f} |")
+    if len(rows) == 2:
+        ours, peer = rows["scmix LDVAE"], rows["scvi-tools LinearSCVI"]
+        speedup = peer["seconds_per_epoch"] / ours["seconds_per_epoch"]
+        nll_gap = ours["heldout_nll"] / peer["heldout_nll"] - 1
+        print(f"\nspeed-up per epoch (scvi-tools / scmix): {speedup:.2f}x; held-out NLL scmix vs scvi-tools: "
+              f"{100 * nll_gap:+.2f} %  (scvi-tools {peer.get('version')})")  # fmt: skip
+        rows["ratio"] = {"speedup": speedup, "nll_gap": nll_gap}
+    rows["machine"] = {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads,
+                       "device": args.device, "cpu": platform.processor() or platform.machine()}  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
