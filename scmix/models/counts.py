@@ -22,6 +22,7 @@ class SparseRows:
     col: torch.Tensor  # (nnz,) int64
     val: torch.Tensor  # (nnz,) float32
     n_genes: int
+    log_factorial: torch.Tensor | None = None  # (n_rows,) sum of lgamma(x + 1) per cell, if precomputed
 
     def __post_init__(self):
         lengths = self.crow[1:] - self.crow[:-1]
@@ -32,6 +33,12 @@ class SparseRows:
     @property
     def n_rows(self) -> int:
         return self.crow.numel() - 1
+
+    def row_log_factorial(self) -> torch.Tensor:
+        """Per cell, sum of lgamma(x + 1) over its counts: the data-only term of count likelihoods."""
+        if self.log_factorial is None:
+            self.log_factorial = self.segment_sum(torch.lgamma(self.val + 1.0))
+        return self.log_factorial
 
     @property
     def flat_index(self) -> torch.Tensor:
@@ -105,6 +112,7 @@ class CellData:
         if self.codes is not None and self.codes.ndim == 1:
             self.codes = self.codes[:, None]
         self.target = None if target is None else torch.as_tensor(np.asarray(target, dtype=np.float32), device=device)
+        self.log_factorial = SparseRows(self.crow, self.col, self.val, self.n_genes).row_log_factorial()
 
     def __len__(self) -> int:
         return self.n_cells
@@ -119,7 +127,7 @@ class CellData:
         pos = torch.arange(total, device=self.device) + torch.repeat_interleave(
             starts - crow[:-1], lengths, output_size=total
         )
-        rows = SparseRows(crow, self.col[pos], self.val[pos], self.n_genes)
+        rows = SparseRows(crow, self.col[pos], self.val[pos], self.n_genes, self.log_factorial[idx])
         return Batch(
             rows,
             None if self.codes is None else self.codes[idx],

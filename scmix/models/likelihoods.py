@@ -88,10 +88,11 @@ def _nb_nonzero(counts: SparseRows, log_mu_nz, theta, log_theta):
     """Per stored count: lgamma(x + theta) - lgamma(theta) - lgamma(x + 1) + x * log(mu / (theta + mu)),
     and log(theta + mu) there (everything on non-zeros only)."""
     x = counts.val
-    th, log_th = _at_counts(theta, counts), _at_counts(log_theta, counts)
+    log_th = _at_counts(log_theta, counts)
+    th = torch.exp(log_th)
     log_theta_mu = torch.logaddexp(log_th, log_mu_nz)
     lg_theta = _at_counts(torch.lgamma(theta), counts)  # lgamma of G values (not nnz) when theta is per gene
-    value = _LgammaAboveOne.apply(x + th) - lg_theta - torch.lgamma(x + 1.0) + x * (log_mu_nz - log_theta_mu)
+    value = _LgammaAboveOne.apply(x + th) - lg_theta + x * (log_mu_nz - log_theta_mu)
     return value, log_th - log_theta_mu
 
 
@@ -107,7 +108,7 @@ def nb_cell_log_lik(counts: SparseRows, log_mu: torch.Tensor, log_theta: torch.T
     else:
         dense = (theta * (log_theta - log_theta_mu)).sum(1)
     nonzero, _ = _nb_nonzero(counts, _at_counts(log_mu, counts), theta, log_theta)
-    return dense + counts.segment_sum(nonzero)
+    return dense + counts.segment_sum(nonzero) - counts.row_log_factorial()
 
 
 def zinb_cell_log_lik(counts: SparseRows, log_mu, log_theta, pi_logits) -> torch.Tensor:
@@ -116,6 +117,7 @@ def zinb_cell_log_lik(counts: SparseRows, log_mu, log_theta, pi_logits) -> torch
     log_nb_zero = theta * (log_theta - torch.log(theta + torch.exp(log_mu)))  # log NB(0; mu, theta)
     log_zero = torch.logaddexp(F.logsigmoid(pi_logits), F.logsigmoid(-pi_logits) + log_nb_zero)
     nb_nz, log_ratio = _nb_nonzero(counts, _at_counts(log_mu, counts), theta, log_theta)
+    nb_nz = nb_nz - torch.lgamma(counts.val + 1.0)
     th = _at_counts(theta, counts)
     pi_nz = _at_counts(pi_logits, counts)
     log_nb = nb_nz + th * log_ratio
@@ -125,8 +127,8 @@ def zinb_cell_log_lik(counts: SparseRows, log_mu, log_theta, pi_logits) -> torch
 
 def poisson_cell_log_lik(counts: SparseRows, log_mu) -> torch.Tensor:
     x = counts.val
-    sparse = x * _at_counts(log_mu, counts) - torch.lgamma(x + 1.0)
-    return counts.segment_sum(sparse) - torch.exp(log_mu).sum(1)
+    sparse = x * _at_counts(log_mu, counts)
+    return counts.segment_sum(sparse) - counts.row_log_factorial() - torch.exp(log_mu).sum(1)
 
 
 def gaussian_cell_log_lik(target: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
