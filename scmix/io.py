@@ -19,6 +19,15 @@ def counts_matrix(adata: ad.AnnData):
     return adata.layers["counts"] if "counts" in adata.layers else adata.X
 
 
+def invalid_count_values(values: np.ndarray) -> np.ndarray:
+    """Per stored value: True where it is not a finite non-negative integer."""
+    values = np.asarray(values)
+    if not np.issubdtype(values.dtype, np.floating):
+        return values < 0
+    with np.errstate(invalid="ignore"):
+        return ~np.isfinite(values) | (values < 0) | (values != np.round(values))
+
+
 def check_integer_counts(X, *, dataset: str | None = None, path: str | None = None) -> None:
     """Raise a ScmixInputError unless every stored value is a finite non-negative integer.
 

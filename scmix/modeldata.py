@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from scmix import transforms
 from scmix.errors import ScmixInputError
-from scmix.io import check_integer_counts, counts_matrix
+from scmix.io import check_integer_counts, counts_matrix, invalid_count_values
 from scmix.models.counts import CellData
 from scmix.modelspec import covariates
 
@@ -28,9 +28,7 @@ def check_counts(X, obs: pd.DataFrame, *, name: str, path: str | None) -> None:
         if "dataset" not in obs:
             raise
         X = sp.csr_matrix(X)
-        v = X.data
-        bad_value = ~np.isfinite(v) | (v < 0) | (v != np.round(v))
-        rows = np.unique(np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[bad_value])
+        rows = np.unique(np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[invalid_count_values(X.data)])
         culprits = sorted(set(obs["dataset"].astype(str).to_numpy()[rows]))
         raise ScmixInputError(f"{err.what} (in cells of dataset(s) {', '.join(culprits)})", dataset=name,
                               path=path) from None  # fmt: skip
@@ -59,11 +57,18 @@ def encode(obs: pd.DataFrame, vocab: Mapping[str, list[str]]) -> np.ndarray | No
     return np.stack(cols, axis=1)
 
 
+def cell_data(X, obs: pd.DataFrame, *, transform: str | None, vocab: Mapping, device="cpu") -> CellData:
+    """Counts, category codes and (for a Gaussian model) the transformed input, on ``device``."""
+    X = sp.csr_matrix(X)
+    target = transforms.transform(X, transform) if transform else None
+    return CellData(X, codes=encode(obs, vocab), target=target, device=device)
+
+
 def prepare(adata, spec: Mapping, *, name: str, path: str | None = None, vocab=None, device="cpu"):
     """(CellData on ``device``, vocabulary) for a model spec; ``vocab`` None fixes it from these cells."""
     X = sp.csr_matrix(counts_matrix(adata))
     check_counts(X, adata.obs, name=name, path=path)
     if vocab is None:
         vocab = vocabulary(adata.obs, covariates(spec), name=name, path=path)
-    target = transforms.transform(X, spec["transform"]) if spec["likelihood"] == "gaussian" else None
-    return CellData(X, codes=encode(adata.obs, vocab), target=target, device=device), vocab
+    transform = spec["transform"] if spec["likelihood"] == "gaussian" else None
+    return cell_data(X, adata.obs, transform=transform, vocab=vocab, device=device), vocab

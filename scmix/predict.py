@@ -7,8 +7,7 @@ import scipy.sparse as sp
 import torch
 
 from scmix import transforms
-from scmix.modeldata import encode
-from scmix.models.counts import CellData
+from scmix.modeldata import cell_data
 
 
 def reconstructed_proportions(model, meta: dict, counts, obs, *, device="cpu", batch_size: int = 1024) -> np.ndarray:
@@ -19,10 +18,8 @@ def reconstructed_proportions(model, meta: dict, counts, obs, *, device="cpu", b
     transform space with ``transforms.to_proportions``.
     """
     counts = sp.csr_matrix(counts)
-    spec = meta.get("spec", {})
-    transform = spec.get("transform")
-    target = transforms.transform(counts, transform) if transform else None
-    data = CellData(counts, codes=encode(obs, meta.get("categories") or {}), target=target, device=device)
+    transform = meta.get("spec", {}).get("transform")
+    data = cell_data(counts, obs, transform=transform, vocab=meta.get("categories") or {}, device=device)
     model.eval()
     with torch.no_grad():
         out = np.concatenate([model.reconstruct(b).cpu().numpy() for b in data.batches(batch_size)])
