@@ -1,8 +1,9 @@
-"""Reconstruction accuracy as the datamix study defines it, and its summaries.
+"""Metrics on held-out cells: reconstruction accuracy as the datamix study defines it, per-gene residuals
+and zero calibration, and their summaries (numpy/pandas only; the model's outputs come from scmix.predict).
 
-Per cell: Pearson r between log1p(CP10k) of the observed counts and log1p(1e4 * rho) of the model's
-normalised expression, over the most variable genes of the eval set (variance of log1p(CP10k) across
-the eval set's cells). r2 is the square of that Pearson r.
+Reconstruction accuracy, per cell: Pearson r between log1p(CP10k) of the observed counts and
+log1p(1e4 * rho) of the model's normalised expression, over the most variable genes of the eval set
+(variance of log1p(CP10k) across the eval set's cells). r2 is the square of that Pearson r.
 """
 
 from __future__ import annotations
@@ -15,18 +16,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scmix.errors import ScmixInputError
-from scmix.genes import positions
+from scmix.genes import gene_keys, positions
+from scmix.io import check_integer_counts
 
 log = logging.getLogger("scmix.evaluate")
 
 
 def log1p_cp10k(counts) -> np.ndarray:
     """log1p of counts scaled to 10,000 per cell (dense float64); cells with no counts stay zero."""
-    X = counts.toarray() if sp.issparse(counts) else np.asarray(counts, dtype=np.float64)
-    X = X.astype(np.float64, copy=False)
-    totals = X.sum(axis=1, keepdims=True)
-    scale = np.divide(1e4, totals, out=np.zeros_like(totals), where=totals > 0)
-    return np.log1p(X * scale)
+    return np.log1p(cp10k(counts))
 
 
 def top_variable_genes(logx: np.ndarray, n_top: int) -> np.ndarray:
@@ -55,6 +53,58 @@ def reconstruction_accuracy(counts, rho: np.ndarray, n_top_genes: int = 1000) ->
     return pd.DataFrame({"pearson": r, "r2": r**2})
 
 
+def cp10k(counts) -> np.ndarray:
+    """Counts scaled to 10,000 per cell (dense float64); cells with no counts stay zero."""
+    X = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
+    X = X.astype(np.float64, copy=False)
+    totals = X.sum(axis=1, keepdims=True)
+    return X * np.divide(1e4, totals, out=np.zeros_like(totals, dtype=np.float64), where=totals > 0)
+
+
+def gene_fit(counts, rho: np.ndarray, expected_zero: np.ndarray | None = None) -> pd.DataFrame:
+    """Per gene: the residual observed - expected on the CP10k scale (expected = 1e4 * rho), its mean and
+    variance over cells, the variance of the observed CP10k and the share of it the model explains
+    (1 - var(residual) / var(observed); NaN for a gene that does not vary); the observed fraction of zero
+    counts and, given ``expected_zero`` (the model's mean P(x = 0) per gene), the expected one."""
+    obs = cp10k(counts)
+    resid = obs - 1e4 * np.asarray(rho, dtype=np.float64)
+    var_obs, var_resid = obs.var(axis=0), resid.var(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        explained = np.where(var_obs > 0, 1.0 - var_resid / var_obs, np.nan)
+    nonzero = np.asarray((sp.csr_matrix(counts) != 0).sum(axis=0)).ravel()
+    n_genes = obs.shape[1]
+    return pd.DataFrame({
+        "mean_cp10k": obs.mean(axis=0),
+        "var_cp10k": var_obs,
+        "mean_residual": resid.mean(axis=0),
+        "var_residual": var_resid,
+        "explained_variance": explained,
+        "observed_zero_fraction": 1.0 - nonzero / max(obs.shape[0], 1),
+        "expected_zero_fraction": np.full(n_genes, np.nan) if expected_zero is None else expected_zero,
+    })  # fmt: skip
+
+
+def gene_fit_summary(genes: pd.DataFrame, keys: dict) -> pd.DataFrame:
+    """One row: median explained variance over genes that vary, and the zero calibration: the mean and mean
+    absolute (observed - expected) zero fraction over genes (positive: more zeros than the model expects)."""
+    gap = genes["observed_zero_fraction"] - genes["expected_zero_fraction"]
+    return pd.DataFrame([{
+        **keys,
+        "n_genes": len(genes),
+        "median_explained_variance": genes["explained_variance"].median(),
+        "mean_zero_excess": gap.mean(),
+        "mean_abs_zero_error": gap.abs().mean(),
+    }])  # fmt: skip
+
+
+def likelihood_summary(per_cell: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Mean reconstruction NLL, ELBO and importance-sampled log p(x) per cell over each ``keys`` group."""
+    cols = ["recon_nll", "elbo", "marginal_ll"]
+    out = per_cell.groupby(keys, observed=True, sort=True)[cols].mean().reset_index()
+    out.insert(len(keys), "n_cells", per_cell.groupby(keys, observed=True, sort=True).size().to_numpy())
+    return out
+
+
 def reindex_to_genes(adata, genes, *, min_overlap: float, eval_set: str, keys=None):
     """Counts of ``adata`` in the order of ``genes``; genes the eval set lacks are zero-padded.
 
@@ -80,6 +130,17 @@ def reindex_to_genes(adata, genes, *, min_overlap: float, eval_set: str, keys=No
     X = sp.csr_matrix(adata.layers["counts"] if "counts" in adata.layers else adata.X)
     cols = sp.csr_matrix((np.ones(found.sum()), (pos[found], np.flatnonzero(found))), shape=(adata.n_vars, len(genes)))
     return (X @ cols).tocsr(), float(overlap)
+
+
+def model_counts(adata, ckpt: dict, *, min_overlap: float, name: str, path=None):
+    """(counts in the checkpoint's gene order, gene overlap) for any AnnData: genes matched on the keys the
+    model's mix used (Ensembl IDs or symbols), missing genes zero-padded, counts checked to be raw integers."""
+    match_on = ckpt["meta"].get("match_on", "symbols")
+    model_keys = ckpt["meta"].get("gene_keys", ckpt["genes"])
+    counts, overlap = reindex_to_genes(adata, model_keys, keys=gene_keys(adata, match_on), min_overlap=min_overlap,
+                                       eval_set=name)  # fmt: skip
+    check_integer_counts(counts, dataset=name, path=str(path) if path else None)
+    return counts, overlap
 
 
 def summarise(per_cell: pd.DataFrame, keys: list[str], by: str = "cell_type") -> pd.DataFrame:

@@ -262,13 +262,85 @@ class VAE(nn.Module):
         return torch.softmax(self.decode(z, emb)["logits"], dim=1)
 
     @torch.no_grad()
-    def reconstruct(self, batch: Batch) -> torch.Tensor:
-        """The decoder mean at the posterior mean of z, in the model's own space (rho or transformed)."""
-        if self.counts_model:
-            return self.normalised_expression(batch)
+    def reconstruct(self, batch: Batch, sample: bool = False, generator: torch.Generator | None = None):
+        """The decoder mean in the model's own space (rho for count models, else the transformed values), at
+        the posterior mean of z or, with ``sample``, at one draw z ~ q(z | x) (the datamix study's variant)."""
         emb = self._embedded(batch)
-        z = self.z_mean(self.encoder(self._encoder_input(batch, emb)))
-        return self.decode(z, emb)["logits"]
+        h = self.encoder(self._encoder_input(batch, emb))
+        z = self.z_mean(h)
+        if sample:
+            std = torch.exp(0.5 * self.z_logvar(h).clamp(-12.0, 8.0))
+            z = z + std * torch.randn(z.shape, generator=generator, device=z.device)
+        logits = self.decode(z, emb)["logits"]
+        return torch.softmax(logits, dim=1) if self.counts_model else logits
+
+    def _log_prior_z(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) per cell: N(0, I), or the mixture of Gaussians of the GMVAE prior."""
+        if self.prior == "normal":
+            return -0.5 * (math.log(2 * math.pi) + z**2).sum(-1)
+        log_pi = torch.log_softmax(self.prior_logits, 0)
+        lvk = self.prior_logvar
+        log_pz_c = -0.5 * (math.log(2 * math.pi) + lvk + (z[:, None] - self.prior_mean) ** 2 * torch.exp(-lvk)).sum(-1)
+        return torch.logsumexp(log_pi + log_pz_c, dim=1)
+
+    @torch.no_grad()
+    def log_importance_weights(self, batch: Batch, n_samples: int, generator: torch.Generator | None = None):
+        """(n_samples, cells) log weights log p(x, z, l) - log q(z, l | x) with (z, l) ~ q(z, l | x).
+
+        Their mean over samples is a Monte Carlo ELBO; logsumexp - log(n_samples) the importance-sampled
+        estimate of log p(x) (IWAE, Burda et al. 2016), never below that ELBO for the same samples. For a
+        conditional model the conditions are given (p(x | c)); a latent library enters as a second latent.
+        """
+        emb = self._embedded(batch)
+        x_in = self._encoder_input(batch, emb)
+        h = self.encoder(x_in)
+        mean, logvar = self.z_mean(h), self.z_logvar(h).clamp(-12.0, 8.0)
+        std = torch.exp(0.5 * logvar)
+        latent_library = self.counts_model and self.library == "latent"
+        if latent_library:
+            hl = self.l_encoder(x_in)
+            l_mean, l_std = self.l_mean(hl), torch.exp(0.5 * self.l_logvar(hl).clamp(-12.0, 8.0))
+        elif self.counts_model:
+            log_l = torch.log(batch.counts.row_sums().clamp(min=1.0))[:, None]
+        else:
+            log_l = None
+        weights = []
+        for _ in range(int(n_samples)):
+            eps = torch.randn(mean.shape, generator=generator, device=mean.device)
+            z = mean + std * eps
+            log_w = self._log_prior_z(z) + 0.5 * (math.log(2 * math.pi) + logvar + eps**2).sum(-1)
+            if latent_library:
+                eps_l = torch.randn(l_mean.shape, generator=generator, device=l_mean.device)
+                log_l = l_mean + l_std * eps_l
+                prior = torch.distributions.Normal(self.log_library_loc, self.log_library_scale)
+                posterior = torch.distributions.Normal(l_mean, l_std)
+                log_w = log_w + (prior.log_prob(log_l) - posterior.log_prob(log_l))[:, 0]
+            weights.append(log_w + self._log_lik(batch, self.decode(z, emb), log_l))
+        return torch.stack(weights)
+
+    @torch.no_grad()
+    def zero_probability(self, batch: Batch) -> torch.Tensor:
+        """P(x = 0) per cell and gene under the model at the posterior mean of z (and of a latent library)."""
+        if not self.counts_model:
+            raise ValueError("a Gaussian model has no probability of a zero count")
+        emb = self._embedded(batch)
+        x_in = self._encoder_input(batch, emb)
+        z = self.z_mean(self.encoder(x_in))
+        if self.library == "latent":
+            log_l = self.l_mean(self.l_encoder(x_in))
+        else:
+            log_l = torch.log(batch.counts.row_sums().clamp(min=1.0))[:, None]
+        out = self.decode(z, emb)
+        log_mu = log_l + torch.log_softmax(out["logits"], dim=1)
+        if self.likelihood == "poisson":
+            return torch.exp(-torch.exp(log_mu))
+        log_theta = self._log_theta(batch)
+        theta = torch.exp(log_theta)
+        p_nb = torch.exp(theta * (log_theta - torch.logaddexp(log_theta, log_mu)))
+        if self.likelihood == "nb":
+            return p_nb
+        pi = torch.sigmoid(out["pi_logits"])
+        return pi + (1.0 - pi) * p_nb
 
     def loadings(self) -> torch.Tensor:
         """Gene x latent weights of a linear decoder."""
