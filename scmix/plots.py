@@ -1,6 +1,15 @@
-"""Figures (matplotlib, Agg backend). Plotting code only: no modelling, no metrics."""
+"""Figures (matplotlib, Agg backend). Plotting code only: no modelling, no metrics, no file reading.
+
+Every function takes tidy pandas tables and an output path and writes one PNG (dpi 120). Categorical
+hues (mixes, settings, cell types, datasets) are coloured with :func:`category_colours`, so one name gets
+one colour in every figure of a run. Rows with NaN values are skipped; with one seed there is no spread.
+"""
 
 from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable
 
 import matplotlib
 
@@ -8,6 +17,145 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.colors import Normalize, to_hex, to_rgb  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+DPI = 120
+MAX_FIGSIZE = (24.0, 18.0)  # inches; larger grids shrink their panels instead of growing further
+MAX_LEGEND_ENTRIES = 30
+SETTING_LABELS = {
+    "real_to_real": "real → real",
+    "real_to_synthetic": "real → synthetic",
+    "synthetic_to_real": "synthetic → real",
+}
+METRIC_LABELS = {"pearson_mean": "mean per-cell Pearson r", "spearman_mean": "mean per-cell Spearman r"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def category_colours(names: Iterable) -> dict[str, str]:
+    """Colour (hex string) per category name, a function of the sorted unique names only.
+
+    Names are compared as strings; NaN/None are ignored. tab10 for up to 10 names, tab20 for up to 20,
+    evenly spaced husl hues beyond that. The same set of names always gives the same mapping, whatever
+    the order or repetition of the input.
+    """
+    unique = sorted({str(n) for n in names if not _is_missing(n)})
+    n = len(unique)
+    if n <= 10:
+        colours = [plt.get_cmap("tab10")(i) for i in range(n)]
+    elif n <= 20:
+        colours = [plt.get_cmap("tab20")(i) for i in range(n)]
+    else:
+        import seaborn as sns
+
+        colours = sns.husl_palette(n, s=0.85, l=0.6)
+    return {name: to_hex(c) for name, c in zip(unique, colours, strict=True)}
+
+
+def _is_missing(value) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _figsize(ncols: int, nrows: int, panel_w: float, panel_h: float, extra_w: float = 0.0, extra_h: float = 0.0):
+    """Size that grows with the number of panels, capped at MAX_FIGSIZE."""
+    return (
+        min(ncols * panel_w + extra_w, MAX_FIGSIZE[0]),
+        min(nrows * panel_h + extra_h, MAX_FIGSIZE[1]),
+    )
+
+
+def _grid(n: int, max_cols: int) -> tuple[int, int]:
+    ncols = max(1, min(n, max_cols))
+    return ncols, max(1, math.ceil(n / ncols))
+
+
+def _save(fig, path) -> None:
+    try:
+        fig.savefig(path, dpi=DPI)
+    finally:
+        plt.close(fig)
+
+
+def _empty_figure(path, title: str, message: str) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3), constrained_layout=True)
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=11, color="0.3", transform=ax.transAxes)
+    ax.set_axis_off()
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def _finite(table: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """Rows whose ``columns`` are all finite numbers (converted to float)."""
+    out = table.copy()
+    keep = np.ones(len(out), dtype=bool)
+    for c in columns:
+        out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
+        keep &= np.isfinite(out[c].to_numpy())
+    return out[keep]
+
+
+def _as_str(table: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """Drop rows missing any of ``columns`` and turn those columns into strings."""
+    out = table.dropna(subset=list(columns)).copy()
+    for c in columns:
+        out[c] = out[c].astype(str)
+    return out
+
+
+def _label_ticks(ax, axis: str, positions, labels) -> None:
+    """Tick labels, rotated when long or many so that they do not overlap."""
+    labels = [str(label) for label in labels]
+    if axis == "x":
+        longest = max((len(label) for label in labels), default=0)
+        if longest * len(labels) > 40 or longest > 10:
+            ax.set_xticks(positions, labels, rotation=40, ha="right", rotation_mode="anchor")
+        else:
+            ax.set_xticks(positions, labels)
+    else:
+        ax.set_yticks(positions, labels)
+
+
+def _legend_width(labels, ncol: int = 1) -> float:
+    """Rough width in inches of a legend with these labels (for sizing the figure)."""
+    longest = max((len(str(label)) for label in labels), default=0)
+    return ncol * (0.6 + 0.07 * longest)
+
+
+def _text_colour(rgba) -> str:
+    """Black or white, whichever reads better on this background colour."""
+    r, g, b = to_rgb(rgba)
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+
+def _decimals(value: float) -> int:
+    magnitude = abs(value)
+    return 0 if magnitude >= 100 else 1 if magnitude >= 10 else 2 if magnitude >= 1 else 3
+
+
+def _error_bars(ax, x, mean, sd) -> None:
+    """± sd whiskers where the sd is defined (none for a single seed)."""
+    ok = np.isfinite(np.asarray(sd, dtype=float))
+    if ok.any():
+        x, mean, sd = (np.asarray(v, dtype=float)[ok] for v in (x, mean, sd))
+        ax.errorbar(x, mean, yerr=sd, fmt="none", ecolor="0.2", elinewidth=0.8, capsize=2)
+
+
+def _mean_sd(table: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
+    """Mean, sd (NaN for one observation) and count of ``value`` per group, groups as columns."""
+    stats = table.groupby(by, observed=True)[value].agg(["mean", "std", "count"]).reset_index()
+    return stats.rename(columns={"std": "sd", "count": "n"})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# per-run figures
 
 
 def loss_curve(history: pd.DataFrame, path, title: str = "") -> None:
@@ -29,39 +177,504 @@ def loss_curve(history: pd.DataFrame, path, title: str = "") -> None:
     plt.close(fig)
 
 
-def accuracy_heatmap(summary: pd.DataFrame, path, value: str = "pearson_mean") -> None:
-    """Heatmap mix x eval set of the mean over seeds (overall rows), one panel per model.
+# ---------------------------------------------------------------------------------------------------------------
+# accuracy summaries
 
-    Each cell shows mean ± standard deviation over seeds.
+
+def metric_heatmap(
+    table: pd.DataFrame, path, value: str, *, label: str | None = None, higher_is_better: bool = True
+) -> dict[str, pd.DataFrame]:
+    """Heatmap mix (rows) x eval set (columns) of the mean of ``value`` over seeds, one panel per model.
+
+    ``table`` has columns model, mix, seed, eval_set and ``value``. Cells show "mean\\n±sd" (sd over
+    seeds, left out for a single seed); all panels share one colour scale, oriented so that better is
+    always the bright end (``higher_is_better``). Returns ``{model: mean pivot (mix x eval set)}``.
     """
-    overall = summary[summary["cell_type"] == "all"]
-    models = sorted(overall["model"].unique())
+    label = label or METRIC_LABELS.get(value, value)
+    data = _as_str(_finite(table, value), "model", "mix", "eval_set")
+    if "seed" not in data:
+        data["seed"] = 0
+    if data.empty:
+        _empty_figure(path, label, f"no finite values of {value}")
+        return {}
+    models = sorted(data["model"].unique())
+    mixes = sorted(data["mix"].unique())
+    evals = sorted(data["eval_set"].unique())
+    stats = _mean_sd(data, ["model", "mix", "eval_set"], value)
+    lo, hi = stats["mean"].min(), stats["mean"].max()
+    pad = 0.0 if hi > lo else max(abs(hi) * 0.05, 1e-6)
+    norm = Normalize(vmin=lo - pad, vmax=hi + pad)
+    cmap = plt.get_cmap("viridis" if higher_is_better else "viridis_r").with_extremes(bad="0.92")
+
+    ncols, nrows = _grid(len(models), 4)
+    mix_w = 0.07 * max(len(m) for m in mixes)
     fig, axes = plt.subplots(
-        1,
-        len(models),
-        figsize=(1.6 + 1.5 * overall["eval_set"].nunique() * len(models), 1.4 + 0.6 * overall["mix"].nunique()),
+        nrows,
+        ncols,
+        figsize=_figsize(ncols, nrows, 1.0 + mix_w + 1.05 * len(evals), 1.4 + 0.55 * len(mixes), 1.3, 0.5),
         squeeze=False,
+        constrained_layout=True,
     )
-    for ax, model in zip(axes[0], models, strict=True):
-        sub = overall[overall["model"] == model]
-        mean = sub.pivot_table(index="mix", columns="eval_set", values=value, aggfunc="mean")
-        sd = sub.pivot_table(index="mix", columns="eval_set", values=value, aggfunc="std").reindex_like(mean)
-        values = mean.to_numpy()
-        im = ax.imshow(values, cmap="viridis", vmin=np.nanmin(values), vmax=np.nanmax(values), aspect="auto")
-        for i in range(mean.shape[0]):
-            for j in range(mean.shape[1]):
-                s = sd.iat[i, j]
-                text = f"{mean.iat[i, j]:.3f}" + ("" if np.isnan(s) else f"\n±{s:.3f}")
-                ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white")
-        ax.set_xticks(range(mean.shape[1]), mean.columns, rotation=30, ha="right")
-        ax.set_yticks(range(mean.shape[0]), mean.index)
+    fontsize = 8 if len(evals) * len(mixes) * len(models) <= 120 else 6
+    means = {}
+    for k, (ax, model) in enumerate(zip(axes.flat, models, strict=False)):
+        sub = stats[stats["model"] == model]
+        mean = sub.pivot(index="mix", columns="eval_set", values="mean").reindex(index=mixes, columns=evals)
+        sd = sub.pivot(index="mix", columns="eval_set", values="sd").reindex(index=mixes, columns=evals)
+        means[model] = mean
+        ax.imshow(np.ma.masked_invalid(mean.to_numpy(dtype=float)), cmap=cmap, norm=norm, aspect="auto")
+        for i in range(len(mixes)):
+            for j in range(len(evals)):
+                m, s = mean.iat[i, j], sd.iat[i, j]
+                if np.isnan(m):
+                    ax.text(j, i, "n/a", ha="center", va="center", fontsize=fontsize, color="0.4")
+                    continue
+                d = _decimals(m)
+                text = f"{m:.{d}f}" + ("" if np.isnan(s) else f"\n±{s:.{d}f}")
+                colour = _text_colour(cmap(norm(m)))
+                ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color=colour)
+        _label_ticks(ax, "x", range(len(evals)), evals)
+        _label_ticks(ax, "y", range(len(mixes)), mixes)
         ax.set_xlabel("eval set")
-        ax.set_ylabel("training mix")
-        ax.set_title(f"{model}: {value} (mean ± sd over seeds)", fontsize=9)
-        fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        ax.set_ylabel("training mix" if k % ncols == 0 else "")
+        n_seeds = data.loc[data["model"] == model, "seed"].nunique()
+        ax.set_title(f"{model} ({n_seeds} seed{'s' if n_seeds != 1 else ''})", fontsize=10)
+    for ax in axes.flat[len(models) :]:
+        fig.delaxes(ax)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.8, label=label)
+    better = "higher is better" if higher_is_better else "lower is better"
+    spread = "mean ± sd over seeds" if data.groupby("model")["seed"].nunique().max() > 1 else "one seed"
+    fig.suptitle(f"{label}: {spread} ({better})", fontsize=11)
+    _save(fig, path)
+    return means
+
+
+def accuracy_heatmap(summary: pd.DataFrame, path, value: str = "pearson_mean") -> dict[str, pd.DataFrame]:
+    """Heatmap mix x eval set of the mean over seeds of the overall (``cell_type == "all"``) rows, one panel per
+    model; see :func:`metric_heatmap`."""
+    return metric_heatmap(summary[summary["cell_type"] == "all"], path, value)
+
+
+def celltype_boxplot(cells: pd.DataFrame, path, model: str, *, colours: dict | None = None) -> list[str]:
+    """Box plots of per-cell Pearson r by cell type (x, sorted) and training mix (hue), pooled over seeds.
+
+    ``cells`` has columns model, mix, seed, eval_set, cell_type, pearson; only rows of ``model`` are drawn,
+    one panel per eval set (three per row). Mix colours come from :func:`category_colours` over all mixes
+    in ``cells`` unless ``colours`` is given. Returns the eval sets drawn, in panel order.
+    """
+    import seaborn as sns
+
+    title = f"{model}: reconstruction accuracy per cell type"
+    all_mixes = _as_str(cells, "mix")["mix"]
+    colours = colours or category_colours(all_mixes)
+    data = _as_str(_finite(cells[cells["model"].astype(str) == str(model)], "pearson"), "mix", "eval_set", "cell_type")
+    if data.empty:
+        _empty_figure(path, title, f"no per-cell values for model {model}")
+        return []
+    evals = sorted(data["eval_set"].unique())
+    mixes = sorted(data["mix"].unique())
+    n_types = max(data.groupby("eval_set")["cell_type"].nunique())
+    ncols, nrows = _grid(len(evals), 3)
+    longest = max(len(c) for c in data["cell_type"].unique())
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=_figsize(
+            ncols,
+            nrows,
+            1.2 + n_types * (0.3 + 0.16 * len(mixes)),
+            3.2 + 0.06 * min(longest, 30),
+            _legend_width(mixes),
+            0.5,
+        ),
+        squeeze=False,
+        sharey=True,
+        constrained_layout=True,
+    )
+    n_seeds = data["seed"].nunique() if "seed" in data else 1
+    for k, (ax, ev) in enumerate(zip(axes.flat, evals, strict=False)):
+        sub = data[data["eval_set"] == ev]
+        types = sorted(sub["cell_type"].unique())
+        with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11's deprecated ``vert``
+            warnings.filterwarnings("ignore", message="vert: bool", category=DeprecationWarning)
+            sns.boxplot(
+                data=sub,
+                x="cell_type",
+                y="pearson",
+                hue="mix",
+                order=types,
+                hue_order=mixes,
+                palette=colours,
+                fliersize=1,
+                linewidth=0.7,
+                ax=ax,
+                legend=False,
+            )
+        _label_ticks(ax, "x", range(len(types)), types)
+        ax.set_xlabel("cell type")
+        ax.set_ylabel("per-cell Pearson r" if k % ncols == 0 else "")
+        ax.set_title(f"eval set: {ev}", fontsize=10)
+        ax.grid(True, axis="y", color="0.9", lw=0.6)
+        ax.set_axisbelow(True)
+    for ax in axes.flat[len(evals) :]:
+        fig.delaxes(ax)
+    handles = [Patch(facecolor=colours[m], edgecolor="0.3", label=m) for m in mixes]
+    fig.legend(handles=handles, title="training mix", loc="outside right upper", fontsize=8, title_fontsize=9)
+    pooled = f"pooled over {n_seeds} seeds" if n_seeds > 1 else "one seed"
+    fig.suptitle(f"{title} ({pooled})", fontsize=11)
+    _save(fig, path)
+    return evals
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# training
+
+
+def training_curves(history: pd.DataFrame, path, *, colours: dict | None = None) -> dict:
+    """Negative ELBO per cell vs epoch, one panel per model, a thin line per (mix, seed) coloured by mix.
+
+    ``history`` has columns model, mix, seed, epoch, train_elbo, optionally val_elbo, and best (the epoch
+    whose weights were kept, marked with a dot). Validation ELBO is drawn when present, else training ELBO.
+    A panel uses a log y axis only when its positive values span more than two decades. Returns
+    ``{"y": column drawn, "log_scale": {model: bool}, "runs": {model: number of lines}}``.
+    """
+    ycol = (
+        "val_elbo"
+        if "val_elbo" in history and pd.to_numeric(history["val_elbo"], errors="coerce").notna().any()
+        else "train_elbo"
+    )
+    which = "validation" if ycol == "val_elbo" else "training"
+    title = f"Training curves: {which} negative ELBO per cell"
+    colours = colours or category_colours(_as_str(history, "mix")["mix"])
+    data = _as_str(_finite(history, "epoch", ycol), "model", "mix")
+    if "seed" not in data:
+        data["seed"] = 0
+    best = (
+        data["best"].astype(str).str.lower().isin(["true", "1", "1.0"])
+        if "best" in data
+        else pd.Series(False, index=data.index)
+    )
+    data = data.assign(_best=best.to_numpy())
+    if data.empty:
+        _empty_figure(path, title, f"no finite values of {ycol}")
+        return {"y": ycol, "log_scale": {}, "runs": {}}
+    models = sorted(data["model"].unique())
+    mixes = sorted(data["mix"].unique())
+    ncols, nrows = _grid(len(models), 3)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=_figsize(ncols, nrows, 4.6, 3.6, _legend_width(mixes + ["best epoch (kept)"]), 0.5),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    log_scale, runs = {}, {}
+    for k, (ax, model) in enumerate(zip(axes.flat, models, strict=False)):
+        sub = data[data["model"] == model]
+        n = 0
+        for (mix, _seed), run in sub.groupby(["mix", "seed"], sort=True):
+            run = run.sort_values("epoch")
+            ax.plot(run["epoch"], run[ycol], color=colours[mix], lw=0.9, alpha=0.8)
+            kept = run[run["_best"]]
+            ax.scatter(
+                kept["epoch"], kept[ycol], color=colours[mix], s=28, edgecolors="black", linewidths=0.6, zorder=3
+            )
+            n += 1
+        runs[model] = n
+        values = sub[ycol].to_numpy()
+        log_scale[model] = bool((values > 0).all() and values.max() / values.min() > 100)
+        if log_scale[model]:
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{which} negative ELBO per cell" if k % ncols == 0 else "")
+        seeds = sub["seed"].nunique()
+        ax.set_title(f"{model} ({seeds} seed{'s' if seeds != 1 else ''} per mix)", fontsize=10)
+        ax.grid(True, color="0.92", lw=0.6)
+    for ax in axes.flat[len(models) :]:
+        fig.delaxes(ax)
+    handles = [Line2D([], [], color=colours[m], lw=1.5, label=m) for m in mixes]
+    handles.append(Line2D([], [], ls="", marker="o", color="0.6", mec="black", label="best epoch (kept)"))
+    fig.legend(handles=handles, title="training mix", loc="outside right upper", fontsize=8, title_fontsize=9)
+    fig.suptitle(title, fontsize=11)
+    _save(fig, path)
+    return {"y": ycol, "log_scale": log_scale, "runs": runs}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# embeddings
+
+
+def umap_panels(coords: pd.DataFrame, keys, path, title: str = "", *, seed: int = 0) -> dict[str, int]:
+    """UMAP scatter, one panel per key in ``keys`` (columns of ``coords``), points coloured by category.
+
+    Points are drawn in a fixed random order (``seed``) so that no category hides the others; the point
+    size shrinks with the number of cells. Legends sit outside the panels for up to 30 categories; with
+    more the panel title says so. Rows with NaN coordinates or a missing category are skipped. Returns
+    ``{key: number of categories drawn}``.
+    """
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    missing = [k for k in ["umap1", "umap2", *keys] if k not in coords]
+    if missing:
+        raise ValueError(f"umap_panels: coords has no column(s) {missing}")
+    if not keys:
+        _empty_figure(path, title, "no keys to colour by")
+        return {}
+    xy = _finite(coords, "umap1", "umap2")
+    legends = {}
+    for key in keys:
+        cats = sorted(_as_str(xy, key)[key].unique())
+        legends[key] = cats if len(cats) <= MAX_LEGEND_ENTRIES else []
+    legend_w = max(_legend_width(c, 1 if len(c) <= 15 else 2) for c in legends.values())
+    ncols, nrows = _grid(len(keys), 3)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=_figsize(ncols, nrows, 4.2 + legend_w, 4.2, 0.0, 0.5 if title else 0.0),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    rng = np.random.default_rng(seed)
+    drawn = {}
+    for ax, key in zip(axes.flat, keys, strict=False):
+        sub = _as_str(xy, key)
+        sub = sub.iloc[rng.permutation(len(sub))]
+        cats = sorted(sub[key].unique())
+        colours = category_colours(cats)
+        size = float(np.clip(6000.0 / max(len(sub), 1), 0.3, 15.0))
+        ax.scatter(sub["umap1"], sub["umap2"], c=sub[key].map(colours).tolist(), s=size, linewidths=0, rasterized=True)
+        drawn[key] = len(cats)
+        notes = [f"{len(cats)} categories"]
+        skipped = len(coords) - len(sub)
+        if skipped:
+            notes.append(f"{skipped:,} missing not shown")
+        if legends[key]:
+            handles = [Line2D([], [], ls="", marker="o", ms=5, color=colours[c], label=c) for c in cats]
+            ax.legend(
+                handles=handles,
+                loc="upper left",
+                bbox_to_anchor=(1.01, 1.0),
+                fontsize=7,
+                frameon=False,
+                ncol=1 if len(cats) <= 15 else 2,
+                handletextpad=0.2,
+                borderaxespad=0.0,
+            )
+        elif cats:
+            notes.append("too many for a legend")
+        ax.set_title(f"{key} ({', '.join(notes)})", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel("UMAP1")
+        ax.set_ylabel("UMAP2")
+    for ax in axes.flat[len(keys) :]:
+        fig.delaxes(ax)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    _save(fig, path)
+    return drawn
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# synthetic data
+
+
+def synthetic_f1_bars(table: pd.DataFrame, path) -> pd.DataFrame:
+    """Macro F1 of the cell-type classifiers (real → real, real → synthetic, synthetic → real), mean ± sd over seeds.
+
+    ``table`` is long: model, mix, seed, eval_set, level, setting, class, metric, value. Facet rows are the
+    label levels (fine, coarse), columns the eval sets; bars per "model | mix" coloured by setting. When
+    discriminator rows (setting "discriminator", metric "auc") are present an extra row shows their mean
+    AUC with 0.5 (real and synthetic indistinguishable) dashed. Returns the plotted statistics: columns
+    level, eval_set, model, mix, setting, mean, sd, n (the discriminator rows have setting "discriminator").
+    """
+    title = "Cell-type classifiers on real and synthetic cells: macro F1"
+    data = _as_str(_finite(table, "value"), "model", "mix", "eval_set", "level", "setting", "class", "metric")
+    f1 = data[(data["class"] == "macro") & (data["metric"] == "f1") & data["setting"].isin(list(SETTING_LABELS))]
+    disc = data[(data["setting"] == "discriminator") & (data["metric"] == "auc")]
+    if (disc["class"] == "all").any():
+        disc = disc[disc["class"] == "all"]
+    columns = ["level", "eval_set", "model", "mix", "setting", "mean", "sd", "n"]
+    if f1.empty and disc.empty:
+        _empty_figure(path, title, "no macro F1 or discriminator AUC values")
+        return pd.DataFrame(columns=columns)
+    by = ["level", "eval_set", "model", "mix", "setting"]
+    stats = pd.concat([_mean_sd(f1, by, "value"), _mean_sd(disc, by, "value")], ignore_index=True)[columns]
+    stats = stats.sort_values(by, ignore_index=True)
+    stats["x"] = stats["model"] + " | " + stats["mix"]
+    n_seeds = pd.concat([f1, disc])["seed"].nunique() if "seed" in f1 else 1
+    title += " (mean ± sd over seeds)" if n_seeds > 1 else " (one seed)"
+
+    levels = [lvl for lvl in ("fine", "coarse") if lvl in set(f1["level"])]
+    levels += sorted(set(f1["level"]) - {"fine", "coarse"})
+    rows = [("f1", lvl) for lvl in levels] + ([("auc", None)] if len(disc) else [])
+    evals = sorted(set(stats["eval_set"]))
+    xs = sorted(set(stats["x"]), key=lambda s: tuple(s.split(" | ", 1)))
+    pos = {x: i for i, x in enumerate(xs)}
+    settings = [s for s in SETTING_LABELS if s in set(f1["setting"])]
+    colours = category_colours(SETTING_LABELS)
+    longest = max(len(x) for x in xs)
+    fig, axes = plt.subplots(
+        len(rows),
+        len(evals),
+        figsize=_figsize(
+            len(evals),
+            len(rows),
+            1.2 + 0.55 * len(xs),
+            2.6 + 0.05 * min(longest, 40),
+            _legend_width(SETTING_LABELS.values()),
+            0.6,
+        ),
+        squeeze=False,
+        sharex=True,
+        constrained_layout=True,
+    )
+    width = 0.8 / max(len(settings), 1)
+    for r, (kind, level) in enumerate(rows):
+        for c, ev in enumerate(evals):
+            ax = axes[r, c]
+            if kind == "f1":
+                sub = stats[
+                    (stats["level"] == level) & (stats["eval_set"] == ev) & (stats["setting"] != "discriminator")
+                ]
+                for k, setting in enumerate(settings):
+                    s = sub[sub["setting"] == setting]
+                    offset = (k - (len(settings) - 1) / 2) * width
+                    ax.bar(s["x"].map(pos) + offset, s["mean"], width=width, color=colours[setting])
+                    _error_bars(ax, s["x"].map(pos) + offset, s["mean"], s["sd"])
+                ax.set_ylabel(f"macro F1 ({level} labels)" if c == 0 else "")
+                ax.set_title(f"{ev}: {level} cell types", fontsize=10)
+            else:
+                sub = stats[(stats["setting"] == "discriminator") & (stats["eval_set"] == ev)]
+                ax.bar(sub["x"].map(pos), sub["mean"], width=0.5, color="0.55")
+                _error_bars(ax, sub["x"].map(pos), sub["mean"], sub["sd"])
+                for x, m in zip(sub["x"].map(pos), sub["mean"], strict=True):
+                    inside = m > 0.12
+                    ax.text(
+                        x,
+                        0.02 if inside else m + 0.02,
+                        f"{m:.2f}",
+                        ha="center",
+                        va="bottom",
+                        fontsize=7,
+                        color="white" if inside else "black",
+                        fontweight="bold",
+                    )
+                ax.axhline(0.5, color="black", ls="--", lw=1)
+                ax.text(
+                    -0.55,
+                    0.51,
+                    "indistinguishable",
+                    ha="left",
+                    va="bottom",
+                    fontsize=7,
+                    bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1},
+                )
+                ax.set_ylabel("discriminator AUC" if c == 0 else "")
+                ax.set_title(f"{ev}: real vs synthetic discriminator", fontsize=10)
+            if sub.empty:
+                ax.text(0.5, 0.5, "no data", ha="center", va="center", color="0.4", transform=ax.transAxes)
+            ax.set_ylim(0, 1)
+            ax.set_xlim(-0.6, len(xs) - 0.4)
+            ax.grid(True, axis="y", color="0.9", lw=0.6)
+            ax.set_axisbelow(True)
+            if r == len(rows) - 1:
+                _label_ticks(ax, "x", range(len(xs)), xs)
+                ax.set_xlabel("model | mix")
+    handles = [Patch(facecolor=colours[s], label=SETTING_LABELS[s]) for s in settings]
+    if handles:
+        fig.legend(
+            handles=handles,
+            title="classifier: trained on → tested on",
+            loc="outside lower center",
+            ncol=len(handles),
+            fontsize=8,
+            title_fontsize=8,
+            frameon=False,
+        )
+    fig.suptitle(title, fontsize=11)
+    _save(fig, path)
+    return stats.drop(columns="x")
+
+
+def zero_calibration(
+    genes: pd.DataFrame, path, *, colours: dict | None = None
+) -> dict[tuple[str, str], dict[str, float]]:
+    """Observed vs expected zero fraction per gene, rows = model, columns = eval set, points coloured by mix.
+
+    ``genes`` has columns model, mix, eval_set, gene, observed_zero_fraction, expected_zero_fraction. Rows
+    without an expected value (models without a count likelihood) are dropped; a panel left empty says
+    "no count model". Each panel lists the mean (observed − expected) per mix. Returns
+    ``{(model, eval_set): {mix: mean observed − expected}}`` (empty dict for empty panels).
+    """
+    obs, exp = "observed_zero_fraction", "expected_zero_fraction"
+    title = "Zero calibration per gene: observed vs model-expected fraction of zeros"
+    named = _as_str(genes, "model", "mix", "eval_set")
+    colours = colours or category_colours(named["mix"])
+    data = _finite(named, obs, exp)
+    models = sorted(named["model"].unique())
+    evals = sorted(named["eval_set"].unique())
+    if not models:
+        _empty_figure(path, title, "no genes")
+        return {}
+    mixes = sorted(data["mix"].unique())
+    fig, axes = plt.subplots(
+        len(models),
+        len(evals),
+        figsize=_figsize(len(evals), len(models), 3.4, 3.4, _legend_width(mixes), 0.9),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+        constrained_layout=True,
+    )
+    size = float(np.clip(3000.0 / max(len(data) / max(len(models) * len(evals), 1), 1), 1.0, 12.0))
+    diffs: dict[tuple[str, str], dict[str, float]] = {}
+    for r, model in enumerate(models):
+        for c, ev in enumerate(evals):
+            ax = axes[r, c]
+            sub = data[(data["model"] == model) & (data["eval_set"] == ev)]
+            ax.plot([0, 1], [0, 1], color="0.3", ls="--", lw=0.9, zorder=1)
+            panel = {}
+            for mix, part in sub.groupby("mix", sort=True):
+                ax.scatter(part[exp], part[obs], color=colours[mix], s=size, alpha=0.5, linewidths=0, rasterized=True)
+                panel[mix] = float((part[obs] - part[exp]).mean())
+            diffs[(model, ev)] = panel
+            if panel:
+                text = "mean obs − exp\n" + "\n".join(f"{mix}: {d:+.3f}" for mix, d in panel.items())
+                ax.text(
+                    0.97,
+                    0.03,
+                    text,
+                    ha="right",
+                    va="bottom",
+                    fontsize=7,
+                    transform=ax.transAxes,
+                    bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.8", "boxstyle": "round,pad=0.3"},
+                )
+            else:
+                ax.text(0.5, 0.5, "no count model", ha="center", va="center", color="0.4", transform=ax.transAxes)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_aspect("equal")
+            ax.set_title(f"{model} | {ev}", fontsize=9)
+            if r == len(models) - 1:
+                ax.set_xlabel("expected zero fraction")
+            if c == 0:
+                ax.set_ylabel("observed zero fraction")
+    if mixes:
+        handles = [Line2D([], [], ls="", marker="o", ms=5, color=colours[m], label=m) for m in mixes]
+        fig.legend(handles=handles, title="training mix", loc="outside right upper", fontsize=8, title_fontsize=9)
+    fig.suptitle(title, fontsize=11)
+    fig.supxlabel(
+        "Points above the dashed diagonal: more zeros observed than the model expects (it underfits zeros).",
+        fontsize=8,
+        color="0.3",
+    )
+    _save(fig, path)
+    return diffs
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# QC
 
 
 def qc_scatter(
@@ -89,9 +702,6 @@ def qc_scatter(
     points drawn per panel: ``{"before": n, "after": n}``. ``genes`` (before, after) adds the gene
     numbers to the title.
     """
-    from matplotlib.colors import Normalize
-    from matplotlib.lines import Line2D
-
     colours = pd.to_numeric(before[colour], errors="coerce").to_numpy(dtype=float) if len(before) else np.zeros(0)
     finite = colours[np.isfinite(colours)]
     limits = [value for axis, value, _ in thresholds if axis == "colour"]
