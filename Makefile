@@ -9,12 +9,16 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 setup: system $(VENV)/.installed
 
-# R with edgeR for the recount3 source (Debian packages; installed when run as root).
+# Debian packages, installed when run as root: R with edgeR (the recount3 source), Chromium (the report test).
 system:
 	@if Rscript -e 'library(edgeR)' >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq r-base-core r-bioc-edger >/dev/null; \
 	else echo "note: R with edgeR is missing; the recount3 source needs: apt-get install r-base-core r-bioc-edger"; fi
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "note: Chromium is missing; tests/test_report.py (the report in a headless browser) will skip"; fi
 
 # torch is installed first and pinned: an unpinned torch pulls several GB of CUDA packages.
 $(VENV)/.installed: requirements.txt pyproject.toml

@@ -1,6 +1,7 @@
 # scmix: how the composition of training data shapes deep generative models of gene expression.
 # The DAG: download -> qc -> split -> mix (per seed) -> train (per model x mix x seed)
-#          -> evaluate (per model x mix x seed x eval set) -> summary tables and figures.
+#          -> evaluate (per model x mix x seed x eval set), synthetic utility, latent space
+#          -> summary tables and figures (all registered for the report).
 
 from snakemake.utils import min_version
 
@@ -30,8 +31,8 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        "results/summary/reconstruction_accuracy.tsv",
-        "results/summary/reconstruction_accuracy.png",
+        expand("results/summary/{table}.tsv", table=SUMMARY_TABLES),
+        SUMMARY_FIGURES,
         expand(
             "results/models/{model}/{mix}/seed{seed}/loadings.tsv",
             model=LINEAR_MODELS,

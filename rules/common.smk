@@ -27,6 +27,19 @@ MODELS = list(MODEL_SPECS)
 LINEAR_MODELS = [m for m, s in MODEL_SPECS.items() if s["architecture"] == "ldvae"]
 SEEDS = [int(s) for s in config["seeds"]]
 EVAL_SETS = list(config["evaluation"].get("eval_sets") or DATASETS)
+EVALUATION = config["evaluation"]
+SYNTHETIC = EVALUATION["synthetic"]
+# the synthetic-data utility is measured for models conditioned on the label, with a count likelihood
+SYNTHETIC_MODELS = [
+    m
+    for m, s in MODEL_SPECS.items()
+    if SYNTHETIC["label_key"] in (s.get("conditions") or [])
+    and s["likelihood"] != "gaussian"
+]
+SYNTHETIC_EVAL_SETS = list(SYNTHETIC.get("eval_sets") or EVAL_SETS)
+UMAP_SEED = SEEDS[
+    0
+]  # UMAPs are drawn for one seed; silhouette scores are computed for every seed
 
 
 def _check_names():
@@ -50,6 +63,11 @@ def _check_names():
             raise ValueError(
                 f"config: evaluation.eval_sets names '{d}', which is not under datasets"
             )
+    for d in SYNTHETIC_EVAL_SETS:
+        if d not in EVAL_SETS:
+            raise ValueError(
+                f"config: evaluation.synthetic.eval_sets names '{d}', which is not an eval set"
+            )
 
 
 _check_names()
@@ -68,6 +86,15 @@ wildcard_constraints:
 
 
 LINEAR_MODEL_PATTERN = _alternatives(LINEAR_MODELS) if LINEAR_MODELS else "(?!)"
+SYNTHETIC_MODEL_PATTERN = (
+    _alternatives(SYNTHETIC_MODELS) if SYNTHETIC_MODELS else "(?!)"
+)
+
+
+def label_map_input(wildcards):
+    """The label-mapping file (fine -> coarse labels) as an input of the synthetic rule, when configured."""
+    path = SYNTHETIC.get("label_map")
+    return {"label_map": path} if path else {}
 
 
 def package_sources(*modules):
@@ -153,3 +180,14 @@ def split_params(wildcards):
 def qc_params(wildcards):
     spec = config["datasets"][wildcards.dataset]
     return {**config["qc"], **spec.get("qc", {})}
+
+
+def per_job(pattern, models=None, seeds=None, eval_sets=None):
+    """Every per-job file of a pattern over the study's models, mixes, seeds (and eval sets)."""
+    return expand(
+        pattern,
+        model=MODELS if models is None else models,
+        mix=MIXES,
+        seed=SEEDS if seeds is None else seeds,
+        eval_set=EVAL_SETS if eval_sets is None else eval_sets,
+    )

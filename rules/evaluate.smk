@@ -1,4 +1,8 @@
-# Stage 6: reconstruction accuracy of each model on each held-out eval set.
+# Stage 6: each trained model on the held-out cells: reconstruction, likelihood, per-gene fit (per eval set),
+# synthetic-data utility (conditional models, per eval set) and the latent space (all eval sets together).
+
+
+EVAL_PREFIX = "results/eval/{model}/{mix}/seed{seed}/{eval_set}"
 
 
 rule evaluate:
@@ -11,10 +15,14 @@ rule evaluate:
             "predict.py",
             "modeldata.py",
             "transforms.py",
+            "models",
         ),
     output:
-        cells="results/eval/{model}/{mix}/seed{seed}/{eval_set}.cells.tsv",
-        summary="results/eval/{model}/{mix}/seed{seed}/{eval_set}.summary.tsv",
+        cells=f"{EVAL_PREFIX}.cells.tsv",
+        summary=f"{EVAL_PREFIX}.summary.tsv",
+        likelihood=f"{EVAL_PREFIX}.likelihood.tsv",
+        genes=f"{EVAL_PREFIX}.genes.tsv",
+        gene_summary=f"{EVAL_PREFIX}.gene_summary.tsv",
     log:
         "logs/evaluate/{model}/{mix}/seed{seed}/{eval_set}.log",
     benchmark:
@@ -23,6 +31,62 @@ rule evaluate:
         "../envs/torch.yaml"
     threads: 1
     params:
-        evaluation=config["evaluation"],
+        evaluation=EVALUATION,
     script:
         "../scripts/evaluate.py"
+
+
+rule synthetic:
+    input:
+        unpack(label_map_input),
+        model="results/models/{model}/{mix}/seed{seed}/model.pt",
+        mix="results/mixes/{mix}/seed{seed}.h5ad",
+        eval="results/split/{eval_set}/eval.h5ad",
+        code=package_sources(
+            "synthetic.py",
+            "evaluate.py",
+            "checkpoint.py",
+            "predict.py",
+            "modeldata.py",
+            "models",
+        ),
+    output:
+        tsv=f"results/synthetic/{{model,{SYNTHETIC_MODEL_PATTERN}}}/{{mix}}/seed{{seed}}/{{eval_set}}.tsv",
+    log:
+        "logs/synthetic/{model}/{mix}/seed{seed}/{eval_set}.log",
+    benchmark:
+        "results/benchmarks/synthetic/{model}/{mix}/seed{seed}/{eval_set}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    params:
+        evaluation=EVALUATION,
+    script:
+        "../scripts/synthetic.py"
+
+
+rule latent:
+    input:
+        model="results/models/{model}/{mix}/seed{seed}/model.pt",
+        eval=expand("results/split/{eval_set}/eval.h5ad", eval_set=EVAL_SETS),
+        code=package_sources(
+            "latent.py",
+            "evaluate.py",
+            "checkpoint.py",
+            "predict.py",
+            "modeldata.py",
+            "models",
+        ),
+    output:
+        latent="results/latent/{model}/{mix}/seed{seed}/latent.tsv",
+        scores="results/latent/{model}/{mix}/seed{seed}/scores.tsv",
+    log:
+        "logs/latent/{model}/{mix}/seed{seed}.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    params:
+        evaluation=EVALUATION,
+        eval_sets=EVAL_SETS,
+    script:
+        "../scripts/latent.py"

@@ -8,6 +8,10 @@ rule mix:
             "results/split/{dataset}/train.h5ad", dataset=mix_datasets(wc)
         ),
         eval=expand("results/split/{dataset}/eval.h5ad", dataset=EVAL_SETS),
+        universe=expand(
+            "results/split/{dataset}/train.h5ad",
+            dataset=DATASETS if config["genes"]["universe"] == "all" else [],
+        ),
         code=package_sources("mix.py", "genes.py"),
     output:
         h5ad="results/mixes/{mix}/seed{seed}.h5ad",
@@ -21,6 +25,7 @@ rule mix:
     params:
         recipe=lambda wc: config["mixes"][wc.mix],
         datasets=mix_datasets,
+        universe=DATASETS if config["genes"]["universe"] == "all" else [],
         eval_sets=EVAL_SETS,
         genes=config["genes"],
     script:

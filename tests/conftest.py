@@ -2,9 +2,26 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
+from snakerun import snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny config, with the coarse label map, run once through the whole workflow: (workdir, config).
+
+    Shared by the end-to-end checks of the results and of the report, so the workflow runs once."""
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    cfg = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    cfg["evaluation"]["synthetic"]["label_map"] = str(REPO / "tests/configs/tiny_labels.tsv")
+    config = workdir / "tiny.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    res = snakemake(workdir, "--cores", "2", config=config)
+    assert res.returncode == 0, res.stderr[-5000:]
+    return workdir, config
 
 
 @pytest.fixture(scope="session")

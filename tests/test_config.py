@@ -98,6 +98,15 @@ def test_shipped_configs_dry_run(path):
     assert "rule train" in out
 
 
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "config/shared_data").glob("*.yaml")))
+def test_shared_data_configs_name_files_beside_the_checkout_and_dry_run(path, shared_data):
+    cfg = yaml.safe_load((REPO / path).read_text())
+    for url in (d.get("url") for d in cfg["datasets"].values()):
+        assert url.startswith("file:../shared/data/") and (REPO / url.removeprefix("file:")).exists()
+    out = _dry_run_in_repo("--configfile", path)
+    assert "rule synthetic" in out and "rule train" in out
+
+
 def test_dataset_overrides_do_not_bring_back_defaults(config):
     config["qc"]["max_pct_mito"] = 10
     config["split"]["method"] = "group"

@@ -1,8 +1,6 @@
 """End to end: Snakemake runs the whole DAG on a tiny simulated config in a temporary directory."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import anndata as ad
@@ -11,15 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from snakerun import TINY, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "tests" / "configs" / "tiny.yaml"
-
-
-def snakemake(workdir, *args, config=TINY):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(config), *args]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True)
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
@@ -35,11 +27,14 @@ def test_dry_run_lists_every_stage_and_scales_with_seeds(tmp_path):
     assert jobs["download"] == jobs["parse"] == jobs["qc"] == jobs["split"] == 2
     # 2 models (ldvae, cvae); loadings only for the linear decoder
     assert jobs["mix"] == 4 and jobs["train"] == 8 and jobs["evaluate"] == 16 and jobs["loadings"] == 4
+    # synthetic utility for the cell-type-conditioned model only; latent per model x mix x seed; UMAPs for seed 0
+    assert jobs["synthetic"] == 8 and jobs["latent"] == 8 and jobs["plot_umap"] == 4 and jobs["summarize"] == 5
     cfg = yaml.safe_load(TINY.read_text())
     cfg["seeds"] = [0, 1, 2, 3, 4]
     (tmp_path / "five.yaml").write_text(yaml.safe_dump(cfg))
     jobs5 = job_counts(snakemake(tmp_path, "-n", config=tmp_path / "five.yaml").stdout)
     assert jobs5["mix"] == 10 and jobs5["train"] == 20 and jobs5["evaluate"] == 40 and jobs5["qc"] == 2
+    assert jobs5["synthetic"] == 20 and jobs5["plot_umap"] == 4
 
 
 def test_a_sweep_expands_into_one_model_per_grid_point(tmp_path):
@@ -75,9 +70,8 @@ def test_a_sweep_expands_into_one_model_per_grid_point(tmp_path):
 
 
 @pytest.mark.e2e
-def test_workflow_runs_end_to_end_and_summary_is_right(tmp_path):
-    res = snakemake(tmp_path, "--cores", "2")
-    assert res.returncode == 0, res.stderr[-5000:]
+def test_workflow_runs_end_to_end_and_summary_is_right(tiny_run):
+    tmp_path, config = tiny_run
     summary = pd.read_csv(tmp_path / "results/summary/reconstruction_accuracy.tsv", sep="\t")
     assert list(summary.columns[:9]) == ["model", "mix", "seed", "eval_set", "cell_type", "n_cells", "pearson_mean",
                                          "pearson_median", "r2_mean"]  # fmt: skip
@@ -124,6 +118,51 @@ def test_workflow_runs_end_to_end_and_summary_is_right(tmp_path):
     manifest = pd.read_csv(tmp_path / "results/mixes/blood+tumour/seed1.manifest.tsv", sep="\t")
     assert manifest.groupby("dataset")["n_cells"].sum().to_dict() == {"blood": 125, "tumour": 125}
 
+    _check_evaluation_outputs(tmp_path, summary)
+
     # nothing left to do: the DAG is cached
-    again = snakemake(tmp_path, "-n")
+    again = snakemake(tmp_path, "-n", config=config)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def _check_evaluation_outputs(tmp_path, summary):
+    """The tables and figures beyond reconstruction accuracy, on the tiny run."""
+    like = pd.read_csv(tmp_path / "results/summary/heldout_likelihood.tsv", sep="\t")
+    assert len(like) == 2 * 2 * 2 * 2 and (like["n_samples"] == 20).all()
+    assert (like["marginal_ll"] >= like["elbo"]).all() and (like["recon_nll"] > 0).all()
+    # the per-cell likelihoods in the cells table average to the summary
+    cells = pd.read_csv(tmp_path / "results/eval/ldvae/blood_only/seed0/tumour.cells.tsv", sep="\t")
+    row = like.query("model == 'ldvae' and mix == 'blood_only' and seed == 0 and eval_set == 'tumour'")
+    assert cells["marginal_ll"].mean() == pytest.approx(row["marginal_ll"].item())
+    # blood-only models explain tumour cells less well than a model that saw tumour cells
+    ll = like.groupby(["mix", "eval_set"])["marginal_ll"].mean()
+    assert ll["blood+tumour", "tumour"] > ll["blood_only", "tumour"]
+
+    genes = pd.read_csv(tmp_path / "results/eval/cvae/blood+tumour/seed1/blood.genes.tsv", sep="\t")
+    assert genes["expected_zero_fraction"].between(0, 1).all() and genes["observed_zero_fraction"].between(0, 1).all()
+    fit = pd.read_csv(tmp_path / "results/summary/gene_fit.tsv", sep="\t")
+    assert len(fit) == 16 and fit["mean_abs_zero_error"].between(0, 0.3).all()
+
+    synth = pd.read_csv(tmp_path / "results/summary/synthetic_utility.tsv", sep="\t")
+    assert set(synth["model"]) == {"cvae"}  # the only model conditioned on cell type
+    macro = synth.query("`class` == 'macro' and metric == 'f1' and eval_set == 'blood'")
+    assert set(macro["level"]) == {"fine", "coarse"} and len(macro) == 2 * 2 * 2 * 3
+    assert macro["value"].between(0, 1).all()
+    real = macro.query("setting == 'real_to_real'")["value"]
+    assert real.min() > 0.8  # blood types are easy to tell apart
+    auc = synth.query("setting == 'discriminator'")
+    assert len(auc) == 2 * 2 * 2 and auc["value"].dropna().between(0, 1).all()
+    # a blood-only model has one label in common with the tumour set (T): nothing to classify there
+    tumour = synth.query("mix == 'blood_only' and eval_set == 'tumour' and level == 'fine' and metric == 'f1'")
+    assert tumour["value"].isna().all()
+
+    scores = pd.read_csv(tmp_path / "results/summary/latent_scores.tsv", sep="\t")
+    assert set(scores["key"]) == {"cell_type", "eval_set", "donor", "batch"}
+    by_type = scores.query("eval_set == 'all' and key == 'cell_type'")
+    assert len(by_type) == 8 and (by_type["silhouette"] > 0.1).all()  # cell types are apart in the latent
+    for png in ["heldout_likelihood", "training_curves", "zero_calibration", "synthetic_utility",
+                "celltype_accuracy/ldvae", "celltype_accuracy/cvae"]:  # fmt: skip
+        img = mpimg.imread(tmp_path / f"results/summary/{png}.png")
+        assert img.shape[0] > 200 and img.std() > 0.05, png
+    assert mpimg.imread(tmp_path / "results/latent/cvae/blood_only/seed0/umap.png").std() > 0.05
+    assert not (tmp_path / "results/latent/cvae/blood_only/seed1/umap.png").exists()  # UMAPs for the first seed

@@ -1,0 +1,19 @@
+"""Rule plot_zero_calibration: observed vs model-expected zero fraction per gene on held-out cells."""
+
+import re
+
+import pandas as pd
+
+from scmix import plots, rulecall
+
+JOB = re.compile(r"results/eval/(?P<model>[^/]+)/(?P<mix>[^/]+)/seed\d+/(?P<eval_set>[^/]+)\.genes\.tsv$")
+
+
+def main(smk):
+    parts = []
+    for path in smk.input.genes:
+        parts.append(pd.read_csv(path, sep="\t").assign(**JOB.search(str(path)).groupdict()))
+    plots.zero_calibration(pd.concat(parts, ignore_index=True), smk.output.png)
+
+
+rulecall.run(main, snakemake)  # noqa: F821
