@@ -54,7 +54,7 @@ def make_classifier(seed: int, n_classes: int, *, device: str = "cpu", n_jobs: i
     """An XGBoost classifier with the study's settings (hist trees; ``device`` cuda when one is visible)."""
     from xgboost import XGBClassifier
 
-    settings = {"n_estimators": 200, "max_depth": 6, "learning_rate": 0.1, "subsample": 0.8,
+    settings = {"n_estimators": 100, "max_depth": 6, "learning_rate": 0.2, "subsample": 0.8,
                 "colsample_bytree": 0.5, "tree_method": "hist"}  # fmt: skip
     settings.update(params)
     objective = "binary:logistic" if n_classes == 2 else "multi:softprob"
