@@ -1,9 +1,11 @@
-"""Smoke test of benchmarks/mix_scale.py at a tiny size: every stage runs and reports positive numbers.
+"""Smoke tests of the benchmarks: mix_scale.py at a tiny size (every stage runs and reports positive numbers),
+dag_scale.sh (the DAG it times has the size it claims).
 
 No timing is asserted: the benchmark reports its speeds as ratios against a peer measured in the same run.
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +48,14 @@ def test_mix_scale_runs_every_stage(tmp_path):
     assert rows["qc[base]"]["cells_out"] < rows["qc[base]"]["cells_in"]
     assert rows["mix[base] s0"]["cells_out"] == 400
     assert rows["mix[base+ds1] s0"]["cells_out"] == 400
+
+
+def test_dag_scale_builds_the_500_job_dag():
+    """benchmarks/dag_scale.sh: the 10 mixes x 5 seeds x 5 eval sets study dry-runs (its time is reported, not
+    asserted)."""
+    env = {**os.environ, "SNAKEMAKE": str(Path(sys.executable).with_name("snakemake"))}
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "dag_scale.sh")], capture_output=True, text=True,
+                          timeout=300, env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # 5 datasets x (download, parse, qc, split) + 50 x (mix, train, latent, loadings) + 250 evaluate + summaries
+    assert "490 jobs (250 evaluate)" in proc.stdout, proc.stdout
