@@ -1,0 +1,127 @@
+"""Every rule declares a conda env, and each env pins versions of everything its rules' scripts import —
+directly or through the scmix modules they use (conda cannot run here, so this is checked statically)."""
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+# import name -> the names a conda/pip package providing it may have
+PROVIDERS = {
+    "sklearn": {"scikit-learn"},
+    "skmisc": {"scikit-misc"},
+    "yaml": {"pyyaml"},
+    "xgboost": {"py-xgboost-cpu", "py-xgboost", "xgboost", "xgboost-cpu"},
+    "umap": {"umap-learn"},
+    "GEOparse": {"geoparse"},
+}
+
+
+def rules() -> dict[str, dict]:
+    """rule name -> {file, conda, script} from rules/*.smk."""
+    out = {}
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        blocks = re.split(r"^rule (\w+):\n", smk.read_text(), flags=re.M)
+        for name, body in zip(blocks[1::2], blocks[2::2], strict=True):
+            body = re.split(r"^\S", body, maxsplit=1, flags=re.M)[0]  # up to the next top-level statement
+            conda = re.search(r"^\s+conda:\s*\n\s+\"([^\"]+)\"", body, flags=re.M)
+            script = re.search(r"^\s+script:\s*\n\s+\"([^\"]+)\"", body, flags=re.M)
+            out[name] = {"file": smk.name, "conda": conda and conda[1], "script": script and script[1]}
+    return out
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module named by an import statement anywhere in the file (function-level imports included)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            if node.module == "scmix":
+                names |= {f"scmix.{a.name}" for a in node.names}
+    return names
+
+
+def scmix_file(module: str) -> Path | None:
+    base = REPO / Path(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def third_party_imports(script: Path) -> set[str]:
+    """Top-level third-party packages a script needs, following the scmix modules it imports."""
+    seen, todo, needed = set(), [script], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for module in imported_modules(path):
+            top = module.split(".")[0]
+            if top == "scmix":
+                parts = module.split(".")
+                for i in range(1, len(parts) + 1):  # scmix.models.vae also runs scmix/models/__init__.py
+                    f = scmix_file(".".join(parts[:i]))
+                    if f is not None:
+                        todo.append(f)
+            elif top not in sys.stdlib_module_names and top != "__future__":
+                needed.add(top)
+    return needed
+
+
+def env_packages(path: Path) -> dict[str, str | None]:
+    """Package name (lower case) -> pinned version (None when unpinned), conda and pip entries together."""
+    out = {}
+    for dep in yaml.safe_load(path.read_text())["dependencies"]:
+        items = dep["pip"] if isinstance(dep, dict) else [dep]
+        for item in items:
+            m = re.match(r"^([A-Za-z0-9_.\-]+)\s*(?:==?\s*([\w.*]+))?", str(item))
+            out[m[1].lower().replace("_", "-")] = m[2]
+    return out
+
+
+RULES = rules()
+
+
+def test_every_rule_with_a_script_has_a_conda_env_that_exists():
+    assert len(RULES) >= 15
+    for name, r in RULES.items():
+        if name == "all":
+            continue
+        assert r["conda"], f"rule {name} ({r['file']}) has no conda: directive"
+        assert (REPO / "rules" / r["conda"]).resolve().is_file(), f"rule {name}: {r['conda']} does not exist"
+
+
+@pytest.mark.parametrize("env", sorted(p.name for p in (REPO / "envs").glob("*.yaml")))
+def test_every_env_pins_every_package(env):
+    packages = env_packages(REPO / "envs" / env)
+    unpinned = sorted(p for p, v in packages.items() if v is None and p != "pip")
+    assert not unpinned, f"envs/{env} leaves unpinned: {unpinned}"
+
+
+@pytest.mark.parametrize("name", sorted(n for n, r in RULES.items() if r["script"] and r["script"].endswith(".py")))
+def test_env_provides_what_the_rule_script_imports(name):
+    r = RULES[name]
+    script = (REPO / "rules" / r["script"]).resolve()
+    packages = env_packages((REPO / "rules" / r["conda"]).resolve())
+    missing = []
+    for module in sorted(third_party_imports(script)):
+        providers = PROVIDERS.get(module, {module.lower().replace("_", "-")})
+        if not providers & set(packages):
+            missing.append(module)
+    assert not missing, f"rule {name}: {r['conda']} lacks {missing}, which {r['script']} needs"
+
+
+def test_the_import_scan_sees_through_the_package():
+    """The scan itself: scripts/train.py reaches torch through scmix.models and scanpy through scmix.transforms."""
+    needed = third_party_imports(REPO / "scripts" / "train.py")
+    assert {"torch", "numpy", "pandas", "matplotlib", "scanpy"} <= needed
+    assert not needed & {"os", "sys", "scmix", "logging"}
