@@ -194,10 +194,10 @@ class VAE(nn.Module):
     def _kl_z(self, mean, logvar, z) -> torch.Tensor:
         if self.prior == "normal":
             return _normal_kl(mean, logvar)
+        log_pi_pz_c = self._log_joint_components(z)
         log_pi = torch.log_softmax(self.prior_logits, 0)
         mk, lvk = self.prior_mean, self.prior_logvar
-        log_pz_c = -0.5 * (math.log(2 * math.pi) + lvk + (z[:, None] - mk) ** 2 * torch.exp(-lvk)).sum(-1)
-        gamma = torch.softmax(log_pi + log_pz_c, dim=1)
+        gamma = torch.softmax(log_pi_pz_c, dim=1)
         kl_components = 0.5 * (
             lvk - logvar[:, None] + (torch.exp(logvar)[:, None] + (mean[:, None] - mk) ** 2) * torch.exp(-lvk) - 1.0
         ).sum(-1)
@@ -278,10 +278,14 @@ class VAE(nn.Module):
         """log p(z) per cell: N(0, I), or the mixture of Gaussians of the GMVAE prior."""
         if self.prior == "normal":
             return -0.5 * (math.log(2 * math.pi) + z**2).sum(-1)
+        return torch.logsumexp(self._log_joint_components(z), dim=1)
+
+    def _log_joint_components(self, z: torch.Tensor) -> torch.Tensor:
+        """log pi_c + log N(z; mu_c, sigma_c^2) per cell and mixture component (GMVAE prior)."""
         log_pi = torch.log_softmax(self.prior_logits, 0)
         lvk = self.prior_logvar
         log_pz_c = -0.5 * (math.log(2 * math.pi) + lvk + (z[:, None] - self.prior_mean) ** 2 * torch.exp(-lvk)).sum(-1)
-        return torch.logsumexp(log_pi + log_pz_c, dim=1)
+        return log_pi + log_pz_c
 
     @torch.no_grad()
     def log_importance_weights(self, batch: Batch, n_samples: int, generator: torch.Generator | None = None):
