@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 import scmix
 from scmix.errors import ScmixInputError
+from scmix.io import sibling_tempfile
 from scmix.models import build_model
 
 FORMAT = "scmix-checkpoint/1"
@@ -28,8 +28,7 @@ def save_checkpoint(path, model, *, architecture: str, model_kwargs: dict, genes
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
+    tmp = sibling_tempfile(path)
     try:
         torch.save(payload, tmp)
         os.replace(tmp, path)

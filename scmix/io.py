@@ -81,6 +81,19 @@ def read_h5ad(path: str | os.PathLike, *, dataset: str | None = None) -> ad.AnnD
         raise ScmixInputError(f"cannot read h5ad: {err}", dataset=dataset, path=str(path)) from err
 
 
+def sibling_tempfile(path: Path, suffix: str = "") -> str:
+    """A new empty file beside ``path`` to write into and then rename over it.
+
+    mkstemp makes it owner-only (0600); it gets the mode a plain open() would give (0666 less the umask),
+    so that results stay readable by the group on a shared cluster file system."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return tmp
+
+
 def write_h5ad(adata: ad.AnnData, path: str | os.PathLike) -> None:
     """Write ``adata`` atomically: to a temporary file in the same folder, then rename.
 
@@ -88,8 +101,7 @@ def write_h5ad(adata: ad.AnnData, path: str | os.PathLike) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = sibling_tempfile(path, suffix=".tmp")
     try:
         adata.write_h5ad(tmp, compression="gzip")
         os.replace(tmp, path)

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -32,6 +34,14 @@ def test_write_is_atomic_and_roundtrips(tmp_path, blood, monkeypatch):
     back = read_h5ad(out)
     assert (back.X != blood.X).nnz == 0
     assert list(back.obs["cell_type"]) == list(blood.obs["cell_type"])
+    # the mode a plain open() gives (the temp file would be owner-only): readable by the group on a cluster
+    umask = os.umask(0o027)
+    try:
+        write_h5ad(blood, tmp_path / "g.h5ad")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "g.h5ad").stat().st_mode & 0o777 == 0o640
+    (tmp_path / "g.h5ad").unlink()
 
     def boom(self, *a, **k):
         raise RuntimeError("disk full")

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -152,6 +154,12 @@ def test_missing_condition_column_and_unseen_categories(blood):
     assert encode(obs, vocab)[:, 0].tolist() == [2, 1, 0, 2]
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_checkpoint_records_genes_and_rejects_garbage(tmp_path, blood):
     kwargs = {"n_genes": blood.n_vars, "n_latent": 3, "hidden": [16]}
     model = build_model("ldvae", **kwargs)
@@ -161,6 +169,7 @@ def test_checkpoint_records_genes_and_rejects_garbage(tmp_path, blood):
     back, payload = load_checkpoint(tmp_path / "m.pt")
     assert payload["genes"] == list(blood.var_names) and payload["meta"]["mix"] == "m"
     assert payload["scmix_version"] and payload["torch_version"]
+    assert (tmp_path / "m.pt").stat().st_mode & 0o777 == 0o666 & ~_umask()
     x = torch.as_tensor(blood.X[:10].toarray(), dtype=torch.float32)
     torch.testing.assert_close(back.normalised_expression(x), model.normalised_expression(x))
     assert back.loadings().shape == (blood.n_vars, 3)
