@@ -4,7 +4,9 @@
 rule qc:
     input:
         h5ad="results/raw/{dataset}.h5ad",
-        code=package_sources("qc.py", "plots.py"),
+        # not plots.py (the QC figure is drawn with it): an edit to plotting code would rerun QC and so
+        # every split, mix and model downstream; like the loss curves of train, the QC figures are not redrawn
+        code=package_sources("qc.py"),
     output:
         h5ad="results/qc/{dataset}.h5ad",
         report="results/qc/{dataset}.qc.tsv",
