@@ -1,0 +1,453 @@
+"""Operating the workflow on the tiny config: what reruns after a change, single targets, resuming after a kill,
+determinism.
+
+The session's ``tiny_run`` is only read: every test that runs Snakemake works in a directory of its own, and runs
+use the very config file of ``tiny_run`` so that results can be compared with it. Plans are read from dry runs
+(``-n``), whose job blocks give each planned job's rule, wildcards, outputs and reason; a real run's log gives the
+same blocks plus a "Finished jobid" line per finished job.
+"""
+
+import base64
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+
+import anndata as ad
+import matplotlib.image as mpimg
+import pandas as pd
+import pytest
+import torch
+import yaml
+from snakerun import REPO, snakemake
+
+pytestmark = pytest.mark.e2e
+
+# what the Snakefile reads, includes, runs or validates with (relative to the Snakefile)
+WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "scmix", "schemas", "report", "envs", "profiles", "R"]
+UPSTREAM = {"download", "parse", "qc", "split", "mix"}
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def run(workdir, *args, config, snakefile=None):
+    """``snakerun.snakemake``, optionally with another Snakefile (a later -s wins)."""
+    extra = ["-s", str(snakefile)] if snakefile else []
+    return snakemake(workdir, *extra, *args, config=config)
+
+
+def parse_jobs(text: str) -> list[dict]:
+    """The job blocks of a Snakemake dry run or log: rule, jobid, wildcards, outputs and reason of each."""
+    jobs, job = [], None
+    for line in text.splitlines():
+        if m := re.match(r"(?:local)?rule (\w+):$", line):
+            job = {"rule": m[1], "jobid": None, "wildcards": {}, "output": [], "reason": ""}
+            jobs.append(job)
+        elif job is not None and line.startswith("    "):
+            key, _, value = line.strip().partition(": ")
+            if key == "wildcards":
+                job["wildcards"] = dict(kv.split("=", 1) for kv in value.split(", "))
+            elif key == "output":
+                job["output"] = value.split(", ")
+            elif key == "reason":
+                job["reason"] = value
+            elif key == "jobid":
+                job["jobid"] = int(value)
+        else:
+            job = None
+    return jobs
+
+
+def job_key(job: dict) -> tuple:
+    return job["rule"], tuple(sorted(job["wildcards"].items())), tuple(sorted(job["output"]))
+
+
+def plan(workdir, *args, config, snakefile=None) -> list[dict]:
+    """Every job a dry run would run."""
+    res = run(workdir, "-n", *args, config=config, snakefile=snakefile)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return parse_jobs(res.stdout + res.stderr)
+
+
+def assert_up_to_date(workdir, config, snakefile=None):
+    res = run(workdir, "-n", config=config, snakefile=snakefile)
+    assert res.returncode == 0 and "Nothing to be done" in res.stdout + res.stderr, (res.stdout + res.stderr)[-3000:]
+
+
+def finished_outputs(log: str) -> set[str]:
+    """Outputs of the jobs a Snakemake log reports finished."""
+    done = {int(i) for i in re.findall(r"^Finished jobid: (\d+)", log, flags=re.M)}
+    return {f for job in parse_jobs(log) if job["jobid"] in done for f in job["output"]}
+
+
+def started_unfinished(log: str) -> list[dict]:
+    done = {int(i) for i in re.findall(r"^Finished jobid: (\d+)", log, flags=re.M)}
+    return [job for job in parse_jobs(log) if job["jobid"] not in done and job["rule"] != "all"]
+
+
+def incomplete_markers(workdir) -> set[str]:
+    """Outputs Snakemake has marked incomplete: .snakemake/incomplete/<urlsafe base64 of the path> (long names are
+    split into '@'-prefixed folders)."""
+    root = Path(workdir) / ".snakemake" / "incomplete"
+    paths = set()
+    for f in root.rglob("*") if root.is_dir() else []:
+        if f.is_file():
+            name = "".join(part.lstrip("@") for part in f.relative_to(root).parts)
+            paths.add(base64.urlsafe_b64decode(name).decode())
+    return paths
+
+
+def mtimes(workdir, files) -> dict[str, int]:
+    return {f: (Path(workdir) / f).stat().st_mtime_ns for f in files}
+
+
+def results_files(workdir) -> set[str]:
+    return {str(p.relative_to(workdir)) for p in (Path(workdir) / "results").rglob("*") if p.is_file()}
+
+
+def config_of(path) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def write_config(path, cfg) -> Path:
+    # sort_keys=False: a simulated dataset depends on the order of its cell_types keys
+    Path(path).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return Path(path)
+
+
+def copy_workdir(src, dst) -> Path:
+    shutil.copytree(src, dst, symlinks=True)  # copy2: modification times kept
+    return Path(dst)
+
+
+def copy_workflow(dst) -> Path:
+    dst.mkdir(parents=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst / name)
+    return dst / "Snakefile"
+
+
+@contextmanager
+def edited(path: Path, line: str):
+    """A content change to ``path`` (a line appended); its content and modification time restored afterwards."""
+    text, st = path.read_bytes(), path.stat()
+    path.write_bytes(text + line.encode())
+    try:
+        yield
+    finally:
+        path.write_bytes(text)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def study(config) -> tuple[dict, list, list, list]:
+    cfg = config_of(config)
+    return cfg, list(cfg["models"]), list(cfg["mixes"]), [int(s) for s in cfg["seeds"]]
+
+
+# ------------------------------------------------------------------------------------------- (3) what reruns
+@pytest.fixture(scope="module")
+def relocated(tiny_run, tmp_path_factory):
+    """A copy of the finished tiny run, adopted by a copy of the workflow: (Snakefile of the copy, workdir, config).
+
+    The rules list package files by absolute path and Snakemake records each job's input paths, so under a copied
+    workflow every job would rerun ("set of input files has changed"). ``--touch`` records the copy's inputs
+    without running a job; after it the DAG is up to date. The tests below only dry-run in it."""
+    src, config = tiny_run
+    base = tmp_path_factory.mktemp("relocated")
+    snakefile = copy_workflow(base / "workflow")
+    workdir = copy_workdir(src, base / "work")
+    res = run(workdir, "--touch", "--cores", "1", config=config, snakefile=snakefile)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert_up_to_date(workdir, config, snakefile)
+    return snakefile, workdir, config
+
+
+def test_a_training_parameter_reruns_training_and_downstream_not_qc_or_mixing(relocated, tmp_path):
+    snakefile, workdir, config = relocated
+    cfg, models, mixes, seeds = study(config)
+    cfg["models"]["ldvae"]["epochs"] += 1
+    changed = write_config(tmp_path / "epochs.yaml", cfg)
+
+    jobs = plan(workdir, config=changed, snakefile=snakefile)
+    rules = Counter(j["rule"] for j in jobs)
+    trains = [j for j in jobs if j["rule"] == "train"]
+    assert sorted((j["wildcards"]["mix"], int(j["wildcards"]["seed"])) for j in trains) == sorted(
+        (mix, seed) for mix in mixes for seed in seeds
+    )
+    assert all(j["wildcards"]["model"] == "ldvae" and j["reason"].startswith("Params have changed") for j in trains)
+    assert not UPSTREAM & set(rules)  # no download, parse, QC, split or mixing
+    assert all(j["wildcards"].get("model", "ldvae") == "ldvae" for j in jobs)  # nothing of the cvae
+    n = len(mixes) * len(seeds)
+    assert rules["evaluate"] == n * len(cfg["datasets"]) and rules["latent"] == rules["loadings"] == n
+    assert {"summarize", "plot_heatmap", "plot_training", "plot_umap", "plot_celltypes"} <= set(rules)
+    # exactly what forcing those trainings reruns: training and everything downstream of it
+    models_pt = [f"results/models/ldvae/{mix}/seed{seed}/model.pt" for mix in mixes for seed in seeds]
+    forced = plan(workdir, "--forcerun", *models_pt, config=config, snakefile=snakefile)
+    assert {job_key(j) for j in jobs} == {job_key(j) for j in forced}
+
+
+def test_b_model_code_change_reruns_training_of_every_model(relocated):
+    snakefile, workdir, config = relocated
+    _, models, mixes, seeds = study(config)
+    assert_up_to_date(workdir, config, snakefile)
+    model_code = snakefile.parent / "scmix" / "models" / "vae.py"
+    with edited(model_code, "\n# an edit to the model code\n"):
+        jobs = plan(workdir, config=config, snakefile=snakefile)
+    trains = [j for j in jobs if j["rule"] == "train"]
+    assert sorted((j["wildcards"]["model"], j["wildcards"]["mix"], int(j["wildcards"]["seed"])) for j in trains) == (
+        sorted((model, mix, seed) for model in models for mix in mixes for seed in seeds)
+    )
+    assert all(str(model_code) in j["reason"] and "Updated input files" in j["reason"] for j in trains)
+    assert not UPSTREAM & {j["rule"] for j in jobs}
+    forced = plan(workdir, "--forcerun", "train", config=config, snakefile=snakefile)
+    assert {job_key(j) for j in jobs} == {job_key(j) for j in forced}
+    assert_up_to_date(workdir, config, snakefile)  # the edit undone, nothing is left to rerun
+
+
+def test_c_plotting_code_change_reruns_only_plots(relocated, tmp_path):
+    snakefile, workdir, config = relocated
+    assert_up_to_date(workdir, config, snakefile)
+    every_job = Counter(j["rule"] for j in plan(workdir, "--forceall", config=config, snakefile=snakefile))
+    plot_rules = {rule: n for rule, n in every_job.items() if rule.startswith("plot_")}
+    assert len(plot_rules) >= 5
+    with edited(snakefile.parent / "scmix" / "plots.py", "\n# an edit to the plotting code\n"):
+        jobs = plan(workdir, config=config, snakefile=snakefile)
+        # every job of a plot rule runs again, nothing else (`all` only collects); the QC figures and loss curves
+        # are drawn inside qc and train, which do not list plots.py (see rules/qc.smk), so they are not redrawn
+        assert Counter(j["rule"] for j in jobs) == Counter({**plot_rules, "all": 1})
+
+        # for real, one of them, in a copy: only that plot is drawn, the models stay as they are
+        real = copy_workdir(workdir, tmp_path / "work")
+        target = "results/summary/training_curves.png"
+        kept = results_files(real) - {target}
+        before = mtimes(real, [target, *kept])
+        res = run(real, "--cores", "1", target, config=config, snakefile=snakefile)
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert [j["rule"] for j in parse_jobs(res.stderr)] == ["plot_training"]
+        assert (real / target).stat().st_mtime_ns > before.pop(target)
+        assert mtimes(real, kept) == before
+        assert mpimg.imread(real / target).shape[0] > 100
+        remaining = Counter(j["rule"] for j in plan(real, config=config, snakefile=snakefile))
+        assert remaining == Counter({**plot_rules, "all": 1}) - Counter(plot_training=1)
+
+
+def test_d_one_model_and_one_eval_table_build_alone(tiny_run, tmp_path):
+    full, config = tiny_run
+    cfg = config_of(config)
+    model = "results/models/ldvae/blood_only/seed0/model.pt"
+    table = "results/eval/ldvae/blood_only/seed0/blood.summary.tsv"  # one output of one evaluate job
+    res = snakemake(tmp_path, "--cores", "2", model, table, config=config)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / model).is_file() and (tmp_path / table).is_file()
+    # only their upstream ran: every dataset (a mix is matched against every eval set), one mix, one model
+    n = len(cfg["datasets"])
+    ran = Counter(j["rule"] for j in parse_jobs(res.stderr))
+    assert ran == Counter(download=n, parse=n, qc=n, split=n, mix=1, train=1, evaluate=1)
+    results = tmp_path / "results"
+    assert [str(p.relative_to(results)) for p in results.glob("models/*/*/*")] == ["models/ldvae/blood_only/seed0"]
+    assert {p.name for p in results.glob("mixes/*/*")} == {
+        "seed0.h5ad", "seed0.manifest.tsv", "seed0.manifest.json", "seed0.genes.tsv"
+    } and [p.name for p in results.glob("mixes/*")] == ["blood_only"]  # fmt: skip
+    assert {p.name for p in results.glob("eval/*/*/*/*")} == {
+        f"blood.{kind}.tsv" for kind in ("cells", "summary", "likelihood", "genes", "gene_summary")
+    }
+    assert not any((results / d).exists() for d in ("latent", "synthetic", "summary"))
+    # built alone it is the same as built within the whole workflow
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / table, sep="\t"), pd.read_csv(full / table, sep="\t"))
+
+
+# ------------------------------------------------------------------------------------------------ (4) resume
+def _start(workdir, config, log, targets):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(config), "--cores", "2", *targets]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_for(proc, condition, what, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"Snakemake ended (rc {proc.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.1)
+
+
+def _live_group_members(pgid: int) -> list[int]:
+    """Processes of a process group that are still running (zombies excluded), from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _kill_group(proc, sig) -> int:
+    os.killpg(proc.pid, sig)  # Snakemake and every job it started (start_new_session: one group)
+    rc = proc.wait(timeout=120)
+    deadline = time.monotonic() + 30
+    while _live_group_members(proc.pid):
+        assert time.monotonic() < deadline, f"jobs outlived Snakemake: {_live_group_members(proc.pid)}"
+        time.sleep(0.1)
+    return rc
+
+
+def _locks(workdir) -> list[str]:
+    locks = Path(workdir) / ".snakemake" / "locks"
+    return sorted(os.listdir(locks)) if locks.is_dir() else []
+
+
+@pytest.fixture(scope="module")
+def interrupted(tiny_run, tmp_path_factory):
+    """The tiny config's summary tables, built in three Snakemake runs in one directory:
+
+    1. a fresh run, stopped with SIGTERM to its process group once training has started;
+    2. a rerun, stopped with SIGKILL to its process group once it has written a model;
+    3. after ``--unlock``, a rerun to the end.
+
+    Returns what each step left behind, for the SIGTERM and the SIGKILL test."""
+    full, config = tiny_run
+    tables = sorted(str(p.relative_to(full)) for p in (full / "results" / "summary").glob("*.tsv"))
+    workdir = tmp_path_factory.mktemp("interrupted")
+    logs = workdir.parent / f"{workdir.name}-logs"
+    logs.mkdir()
+    out = {"workdir": workdir, "config": config, "tables": tables, "full": full}
+
+    with open(logs / "1.log", "w") as log:
+        proc = _start(workdir, config, log, tables)
+        _wait_for(proc, lambda: any((workdir / "logs" / "train").rglob("*.log")), "a training job")
+        t0 = time.monotonic()
+        out["term_rc"] = _kill_group(proc, signal.SIGTERM)
+        out["term_seconds"] = time.monotonic() - t0
+    out["term_log"] = (logs / "1.log").read_text()
+    out["term_files"] = results_files(workdir)
+    out["term_markers"] = incomplete_markers(workdir)
+    out["term_locks"] = _locks(workdir)
+    out["term_finished"] = finished_outputs(out["term_log"])
+    out["term_finished_mtimes"] = mtimes(workdir, out["term_finished"])
+
+    models = set((workdir / "results").glob("models/*/*/seed*/model.pt"))
+    with open(logs / "2.log", "w") as log:
+        proc = _start(workdir, config, log, tables)
+        _wait_for(proc, lambda: set((workdir / "results").glob("models/*/*/seed*/model.pt")) - models, "a new model")
+        out["kill_rc"] = _kill_group(proc, signal.SIGKILL)
+    out["kill_log"] = (logs / "2.log").read_text()
+    out["kill_files"] = results_files(workdir)
+    out["kill_markers"] = incomplete_markers(workdir)
+    out["kill_locks"] = _locks(workdir)
+    out["kill_finished"] = finished_outputs(out["kill_log"])
+    out["kill_finished_mtimes"] = mtimes(workdir, out["kill_finished"])
+    out["kill_marked_mtimes"] = mtimes(workdir, out["kill_markers"] & out["kill_files"])
+    out["kill_plan"] = plan(workdir, *tables, config=config)  # a dry run takes no lock
+
+    out["locked"] = snakemake(workdir, "--cores", "2", *tables, config=config)
+    out["unlock"] = snakemake(workdir, "--unlock", config=config)
+    out["final"] = snakemake(workdir, "--cores", "2", *tables, config=config)
+    return out
+
+
+def _check_final(r):
+    """The interrupted build ended as an uninterrupted one: nothing corrupt, the same models and tables."""
+    workdir, full = r["workdir"], r["full"]
+    assert r["final"].returncode == 0, r["final"].stderr[-3000:]
+    for h5ad in (workdir / "results").rglob("*.h5ad"):
+        assert ad.read_h5ad(h5ad).n_obs > 0, h5ad
+    models = sorted((workdir / "results").glob("models/*/*/seed*/model.pt"))
+    assert len(models) == len(list((full / "results").glob("models/*/*/seed*/model.pt"))) > 0
+    for path in models:
+        ours = torch.load(path, weights_only=True)["state_dict"]
+        theirs = torch.load(full / path.relative_to(workdir), weights_only=True)["state_dict"]
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours), path
+    for png in (workdir / "results").rglob("*.png"):
+        assert mpimg.imread(png).size > 0, png
+    for table in r["tables"]:
+        assert (workdir / table).read_text() == (full / table).read_text(), table
+
+
+def test_resume_after_sigterm(interrupted):
+    r = interrupted
+    workdir = r["workdir"]
+    assert r["term_rc"] != 0 and r["term_seconds"] < 60  # stopped promptly, as a failure
+    assert "died with <Signals.SIGTERM: 15>" in r["term_log"]
+    # Snakemake cleaned up: no lock, no incomplete marker, no output of a job that did not finish
+    assert r["term_locks"] == [] and r["term_markers"] == set()
+    killed = started_unfinished(r["term_log"])
+    assert any(j["rule"] == "train" for j in killed)
+    assert not {f for j in killed for f in j["output"]} & r["term_files"]
+    # work before the kill: QC, splits and mixes at least
+    finished_rules = {j["rule"] for j in parse_jobs(r["term_log"]) if set(j["output"]) & r["term_finished"]}
+    assert {"qc", "split", "mix"} <= finished_rules
+    # the rerun (no --unlock needed) ran none of the finished jobs again ...
+    rerun = {f for j in parse_jobs(r["kill_log"]) for f in j["output"]}
+    assert parse_jobs(r["kill_log"]) and not rerun & r["term_finished"]
+    # ... nor did the last run: their files are untouched to the end
+    _check_final(r)
+    assert mtimes(workdir, r["term_finished"]) == r["term_finished_mtimes"]
+
+
+def test_resume_after_sigkill(interrupted):
+    r = interrupted
+    workdir = r["workdir"]
+    assert r["kill_rc"] == -signal.SIGKILL
+    # no clean-up: outputs of the jobs in flight may be there (e.g. model.pt without its loss curve), but Snakemake
+    # had marked every output of a started job incomplete before starting it
+    in_flight = started_unfinished(r["kill_log"])
+    assert any(j["rule"] == "train" for j in in_flight)
+    in_flight_outputs = {f for j in in_flight for f in j["output"]}
+    assert r["kill_markers"] and r["kill_markers"] <= in_flight_outputs
+    assert in_flight_outputs & r["kill_files"] <= r["kill_markers"]
+    # a dry run plans every job in flight again (rerun-incomplete) and none that had finished
+    planned = {f for j in r["kill_plan"] for f in j["output"]}
+    assert in_flight_outputs <= planned
+    finished = r["term_finished"] | r["kill_finished"]
+    assert not planned & finished
+    # the lock of the killed run stays: a rerun refuses until `snakemake --unlock`
+    assert r["locked"].returncode != 0 and "Directory cannot be locked" in r["locked"].stdout + r["locked"].stderr
+    assert r["kill_locks"] and r["unlock"].returncode == 0
+    _check_final(r)
+    # finished jobs were not redone; the partial outputs of the killed jobs were
+    assert mtimes(workdir, r["term_finished"]) == r["term_finished_mtimes"]
+    assert mtimes(workdir, r["kill_finished"]) == r["kill_finished_mtimes"]
+    redone = mtimes(workdir, r["kill_marked_mtimes"])
+    assert all(redone[f] != r["kill_marked_mtimes"][f] for f in redone)
+
+
+# ------------------------------------------------------------------------------------------- (5) determinism
+def test_same_seeds_give_identical_mixes_and_tables_another_seed_another_mix(tiny_run, tmp_path):
+    full, config = tiny_run
+    cfg, _, mixes, seeds = study(config)
+    tables = sorted(str(p.relative_to(full)) for p in (full / "results" / "summary").glob("*.tsv"))
+    assert len(tables) >= 4
+    res = snakemake(tmp_path, "--cores", "2", *tables, config=config)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+    # the h5ad files are byte-identical (HDF5 as written by anndata/h5py holds no timestamps)
+    mix_files = sorted(str(p.relative_to(full)) for p in (full / "results" / "mixes").glob("*/seed*.h5ad"))
+    assert len(mix_files) == len(mixes) * len(seeds)
+    for f in mix_files:
+        assert (tmp_path / f).read_bytes() == (full / f).read_bytes(), f
+    for f in tables:
+        assert (tmp_path / f).read_text() == (full / f).read_text(), f
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / f, sep="\t"), pd.read_csv(full / f, sep="\t"))
+
+    # another seed, another mix (a config with the seed added: QC and splits are shared by the seeds)
+    target = "results/mixes/blood_only/seed2.h5ad"
+    more = write_config(tmp_path / "three_seeds.yaml", {**cfg, "seeds": [*seeds, 2]})
+    res = snakemake(tmp_path, "--cores", "1", target, config=more)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert [j["rule"] for j in parse_jobs(res.stderr)] == ["mix"]  # QC and splits are shared by the seeds
+    seed0, seed2 = ad.read_h5ad(tmp_path / "results/mixes/blood_only/seed0.h5ad"), ad.read_h5ad(tmp_path / target)
+    assert seed2.n_obs == seed0.n_obs == cfg["mixes"]["blood_only"]["total_cells"]
+    assert set(seed2.obs_names) != set(seed0.obs_names)
+    assert (tmp_path / target).read_bytes() != (tmp_path / "results/mixes/blood_only/seed0.h5ad").read_bytes()
