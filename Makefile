@@ -33,7 +33,7 @@ demo: setup
 	$(BIN)/snakemake --cores $(CORES)
 
 test: setup
-	$(BIN)/python -m pytest -rs tests
+	$(BIN)/python -m pytest -rs --durations=12 tests
 
 lint: setup
 	$(BIN)/snakemake --lint

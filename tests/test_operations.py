@@ -308,6 +308,15 @@ def _locks(workdir) -> list[str]:
     return sorted(os.listdir(locks)) if locks.is_dir() else []
 
 
+def _aftermath(workdir, log_path, name) -> dict:
+    """What a stopped run left: its log, result files, incomplete markers, locks, finished outputs and their mtimes."""
+    log = log_path.read_text()
+    finished = finished_outputs(log)
+    found = {"log": log, "files": results_files(workdir), "markers": incomplete_markers(workdir),
+             "locks": _locks(workdir), "finished": finished, "finished_mtimes": mtimes(workdir, finished)}  # fmt: skip
+    return {f"{name}_{k}": v for k, v in found.items()}
+
+
 @pytest.fixture(scope="module")
 def interrupted(tiny_run, tmp_path_factory):
     """The tiny config's summary tables, built in three Snakemake runs in one directory:
@@ -330,24 +339,14 @@ def interrupted(tiny_run, tmp_path_factory):
         t0 = time.monotonic()
         out["term_rc"] = _kill_group(proc, signal.SIGTERM)
         out["term_seconds"] = time.monotonic() - t0
-    out["term_log"] = (logs / "1.log").read_text()
-    out["term_files"] = results_files(workdir)
-    out["term_markers"] = incomplete_markers(workdir)
-    out["term_locks"] = _locks(workdir)
-    out["term_finished"] = finished_outputs(out["term_log"])
-    out["term_finished_mtimes"] = mtimes(workdir, out["term_finished"])
+    out |= _aftermath(workdir, logs / "1.log", "term")
 
     models = set((workdir / "results").glob("models/*/*/seed*/model.pt"))
     with open(logs / "2.log", "w") as log:
         proc = _start(workdir, config, log, tables)
         _wait_for(proc, lambda: set((workdir / "results").glob("models/*/*/seed*/model.pt")) - models, "a new model")
         out["kill_rc"] = _kill_group(proc, signal.SIGKILL)
-    out["kill_log"] = (logs / "2.log").read_text()
-    out["kill_files"] = results_files(workdir)
-    out["kill_markers"] = incomplete_markers(workdir)
-    out["kill_locks"] = _locks(workdir)
-    out["kill_finished"] = finished_outputs(out["kill_log"])
-    out["kill_finished_mtimes"] = mtimes(workdir, out["kill_finished"])
+    out |= _aftermath(workdir, logs / "2.log", "kill")
     out["kill_marked_mtimes"] = mtimes(workdir, out["kill_markers"] & out["kill_files"])
     out["kill_plan"] = plan(workdir, *tables, config=config)  # a dry run takes no lock
 
@@ -424,30 +423,29 @@ def test_resume_after_sigkill(interrupted):
 
 
 # ------------------------------------------------------------------------------------------- (5) determinism
-def test_same_seeds_give_identical_mixes_and_tables_another_seed_another_mix(tiny_run, tmp_path):
+def test_same_seeds_give_identical_mixes_and_tables_another_seed_another_mix(interrupted, tiny_run):
+    """The second build of the tiny config is the one above (stopped twice, resumed); the first is tiny_run's."""
     full, config = tiny_run
     cfg, _, mixes, seeds = study(config)
-    tables = sorted(str(p.relative_to(full)) for p in (full / "results" / "summary").glob("*.tsv"))
-    assert len(tables) >= 4
-    res = snakemake(tmp_path, "--cores", "2", *tables, config=config)
-    assert res.returncode == 0, res.stderr[-3000:]
+    second, tables = interrupted["workdir"], interrupted["tables"]
+    assert len(tables) >= 4 and interrupted["final"].returncode == 0
 
     # the h5ad files are byte-identical (HDF5 as written by anndata/h5py holds no timestamps)
     mix_files = sorted(str(p.relative_to(full)) for p in (full / "results" / "mixes").glob("*/seed*.h5ad"))
     assert len(mix_files) == len(mixes) * len(seeds)
     for f in mix_files:
-        assert (tmp_path / f).read_bytes() == (full / f).read_bytes(), f
+        assert (second / f).read_bytes() == (full / f).read_bytes(), f
     for f in tables:
-        assert (tmp_path / f).read_text() == (full / f).read_text(), f
-        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / f, sep="\t"), pd.read_csv(full / f, sep="\t"))
+        assert (second / f).read_text() == (full / f).read_text(), f
+        pd.testing.assert_frame_equal(pd.read_csv(second / f, sep="\t"), pd.read_csv(full / f, sep="\t"))
 
     # another seed, another mix (a config with the seed added: QC and splits are shared by the seeds)
     target = "results/mixes/blood_only/seed2.h5ad"
-    more = write_config(tmp_path / "three_seeds.yaml", {**cfg, "seeds": [*seeds, 2]})
-    res = snakemake(tmp_path, "--cores", "1", target, config=more)
+    more = write_config(second / "three_seeds.yaml", {**cfg, "seeds": [*seeds, 2]})
+    res = snakemake(second, "--cores", "1", target, config=more)
     assert res.returncode == 0, res.stderr[-3000:]
     assert [j["rule"] for j in parse_jobs(res.stderr)] == ["mix"]  # QC and splits are shared by the seeds
-    seed0, seed2 = ad.read_h5ad(tmp_path / "results/mixes/blood_only/seed0.h5ad"), ad.read_h5ad(tmp_path / target)
+    seed0, seed2 = ad.read_h5ad(second / "results/mixes/blood_only/seed0.h5ad"), ad.read_h5ad(second / target)
     assert seed2.n_obs == seed0.n_obs == cfg["mixes"]["blood_only"]["total_cells"]
     assert set(seed2.obs_names) != set(seed0.obs_names)
-    assert (tmp_path / target).read_bytes() != (tmp_path / "results/mixes/blood_only/seed0.h5ad").read_bytes()
+    assert (second / target).read_bytes() != (second / "results/mixes/blood_only/seed0.h5ad").read_bytes()
