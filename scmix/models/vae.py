@@ -179,7 +179,9 @@ class VAE(nn.Module):
             return self.log_theta[0]
         # rows 1..K are the known batches; an unseen batch (code 0) gets their mean
         table = torch.cat([self.log_theta.mean(0, keepdim=True), self.log_theta], dim=0)
-        return table[batch.codes[:, self._dispersion_col]]
+        # an embedding lookup, not table[codes]: the backward of advanced indexing accumulates into the table
+        # rows in a thread-dependent order on CPU, so two runs with the same seed trained different models
+        return nn.functional.embedding(batch.codes[:, self._dispersion_col], table)
 
     def decode(self, z: torch.Tensor, emb: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Decoder outputs: ``logits`` (log proportions up to a constant, or the Gaussian mean), ``pi``."""
