@@ -174,6 +174,17 @@ class VAE(nn.Module):
             x = torch.cat([x, emb], dim=1)
         return x
 
+    def _encode(self, batch: Batch):
+        """(condition embedding, encoder input, mean and clamped log variance of q(z | x))."""
+        emb = self._embedded(batch)
+        x_in = self._encoder_input(batch, emb)
+        h = self.encoder(x_in)
+        return emb, x_in, self.z_mean(h), self.z_logvar(h).clamp(-12.0, 8.0)
+
+    @staticmethod
+    def _observed_log_library(batch: Batch) -> torch.Tensor:
+        return torch.log(batch.counts.row_sums().clamp(min=1.0))[:, None]
+
     def _log_theta(self, batch: Batch) -> torch.Tensor:
         if self._dispersion_col is None:
             return self.log_theta[0]
@@ -208,17 +219,14 @@ class VAE(nn.Module):
     # -- the ELBO --------------------------------------------------------------------------------------
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Per-cell reconstruction NLL and KL terms; one reparameterised sample in training, means in eval."""
-        emb = self._embedded(batch)
-        x_in = self._encoder_input(batch, emb)
-        h = self.encoder(x_in)
-        mean, logvar = self.z_mean(h), self.z_logvar(h).clamp(-12.0, 8.0)
+        emb, x_in, mean, logvar = self._encode(batch)
         z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar) if self.training else mean
         kl_z = self._kl_z(mean, logvar, z)
         kl_l = torch.zeros_like(kl_z)
         log_l = None
         if self.counts_model:
             if self.library == "observed":
-                log_l = torch.log(batch.counts.row_sums().clamp(min=1.0))[:, None]
+                log_l = self._observed_log_library(batch)
             else:
                 hl = self.l_encoder(x_in)
                 l_mean, l_logvar = self.l_mean(hl), self.l_logvar(hl).clamp(-12.0, 8.0)
@@ -249,8 +257,7 @@ class VAE(nn.Module):
     @torch.no_grad()
     def latent(self, batch: Batch) -> torch.Tensor:
         """Posterior mean of z."""
-        emb = self._embedded(batch)
-        return self.z_mean(self.encoder(self._encoder_input(batch, emb)))
+        return self._encode(batch)[2]
 
     @torch.no_grad()
     def normalised_expression(self, batch: Batch | torch.Tensor) -> torch.Tensor:
@@ -259,19 +266,15 @@ class VAE(nn.Module):
             batch = Batch.from_dense(batch)
         if not self.counts_model:
             raise ValueError("a Gaussian model has no count proportions; use reconstruct()")
-        emb = self._embedded(batch)
-        z = self.z_mean(self.encoder(self._encoder_input(batch, emb)))
-        return torch.softmax(self.decode(z, emb)["logits"], dim=1)
+        return self.reconstruct(batch)
 
     @torch.no_grad()
     def reconstruct(self, batch: Batch, sample: bool = False, generator: torch.Generator | None = None):
         """The decoder mean in the model's own space (rho for count models, else the transformed values), at
         the posterior mean of z or, with ``sample``, at one draw z ~ q(z | x) (the datamix study's variant)."""
-        emb = self._embedded(batch)
-        h = self.encoder(self._encoder_input(batch, emb))
-        z = self.z_mean(h)
+        emb, _, z, logvar = self._encode(batch)
         if sample:
-            std = torch.exp(0.5 * self.z_logvar(h).clamp(-12.0, 8.0))
+            std = torch.exp(0.5 * logvar)
             z = z + std * torch.randn(z.shape, generator=generator, device=z.device)
         logits = self.decode(z, emb)["logits"]
         return torch.softmax(logits, dim=1) if self.counts_model else logits
@@ -297,17 +300,14 @@ class VAE(nn.Module):
         estimate of log p(x) (IWAE, Burda et al. 2016), never below that ELBO for the same samples. For a
         conditional model the conditions are given (p(x | c)); a latent library enters as a second latent.
         """
-        emb = self._embedded(batch)
-        x_in = self._encoder_input(batch, emb)
-        h = self.encoder(x_in)
-        mean, logvar = self.z_mean(h), self.z_logvar(h).clamp(-12.0, 8.0)
+        emb, x_in, mean, logvar = self._encode(batch)
         std = torch.exp(0.5 * logvar)
         latent_library = self.counts_model and self.library == "latent"
         if latent_library:
             hl = self.l_encoder(x_in)
             l_mean, l_std = self.l_mean(hl), torch.exp(0.5 * self.l_logvar(hl).clamp(-12.0, 8.0))
         elif self.counts_model:
-            log_l = torch.log(batch.counts.row_sums().clamp(min=1.0))[:, None]
+            log_l = self._observed_log_library(batch)
         else:
             log_l = None
         weights = []
@@ -329,13 +329,11 @@ class VAE(nn.Module):
         """P(x = 0) per cell and gene under the model at the posterior mean of z (and of a latent library)."""
         if not self.counts_model:
             raise ValueError("a Gaussian model has no probability of a zero count")
-        emb = self._embedded(batch)
-        x_in = self._encoder_input(batch, emb)
-        z = self.z_mean(self.encoder(x_in))
+        emb, x_in, z, _ = self._encode(batch)
         if self.library == "latent":
             log_l = self.l_mean(self.l_encoder(x_in))
         else:
-            log_l = torch.log(batch.counts.row_sums().clamp(min=1.0))[:, None]
+            log_l = self._observed_log_library(batch)
         out = self.decode(z, emb)
         log_mu = log_l + torch.log_softmax(out["logits"], dim=1)
         if self.likelihood == "poisson":
