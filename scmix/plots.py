@@ -30,7 +30,11 @@ SETTING_LABELS = {
     "real_to_synthetic": "real → synthetic",
     "synthetic_to_real": "synthetic → real",
 }
-METRIC_LABELS = {"pearson_mean": "mean per-cell Pearson r", "spearman_mean": "mean per-cell Spearman r"}
+METRIC_LABELS = {
+    "pearson_mean": "mean per-cell Pearson r",
+    "spearman_mean": "mean per-cell Spearman r",
+    "marginal_ll": "held-out log p(x) per cell (nats)",
+}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -173,8 +177,7 @@ def loss_curve(history: pd.DataFrame, path, title: str = "") -> None:
     axes[0].legend(frameon=False)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------------------------

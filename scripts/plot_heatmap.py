@@ -4,15 +4,12 @@ import pandas as pd
 
 from scmix import plots, rulecall
 
-LABELS = {"pearson_mean": "mean per-cell Pearson r", "marginal_ll": "held-out log p(x) per cell (nats)"}
-
 
 def main(smk):
     table = pd.read_csv(smk.input.tsv, sep="\t")
-    value = smk.params.value
     if "cell_type" in table:
         table = table[table["cell_type"] == "all"]
-    plots.metric_heatmap(table.dropna(subset=[value]), smk.output.png, value, label=LABELS.get(value, value))
+    plots.metric_heatmap(table, smk.output.png, smk.params.value)  # its label from plots.METRIC_LABELS
 
 
 rulecall.run(main, snakemake)  # noqa: F821
