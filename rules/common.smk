@@ -27,6 +27,8 @@ MODELS = list(MODEL_SPECS)
 LINEAR_MODELS = [m for m, s in MODEL_SPECS.items() if s["architecture"] == "ldvae"]
 SEEDS = [int(s) for s in config["seeds"]]
 EVAL_SETS = list(config["evaluation"].get("eval_sets") or DATASETS)
+# genes.universe "all": every mix is cut to the genes of all datasets' training cells (one gene space)
+GENE_UNIVERSE_DATASETS = DATASETS if config["genes"]["universe"] == "all" else []
 EVALUATION = config["evaluation"]
 SYNTHETIC = EVALUATION["synthetic"]
 # the synthetic-data utility is measured for models conditioned on the label, with a count likelihood

@@ -10,7 +10,7 @@ rule mix:
         eval=expand("results/split/{dataset}/eval.h5ad", dataset=EVAL_SETS),
         universe=expand(
             "results/split/{dataset}/train.h5ad",
-            dataset=DATASETS if config["genes"]["universe"] == "all" else [],
+            dataset=GENE_UNIVERSE_DATASETS,
         ),
         code=package_sources("mix.py", "genes.py"),
     output:
@@ -25,7 +25,7 @@ rule mix:
     params:
         recipe=lambda wc: config["mixes"][wc.mix],
         datasets=mix_datasets,
-        universe=DATASETS if config["genes"]["universe"] == "all" else [],
+        universe=GENE_UNIVERSE_DATASETS,
         eval_sets=EVAL_SETS,
         genes=config["genes"],
     script:
