@@ -39,6 +39,10 @@ A stage that raises (MemoryError included: each stage process gets an address-sp
 ``--mem-limit-gib``, so that a blow-up fails in Python with a traceback instead of waking the kernel's
 OOM killer) is reported with the innermost scmix line of its traceback; later stages that need its
 output are skipped.
+
+Expected failures outside the stages (a work folder that cannot be written, a ``--json`` folder that does not
+exist, an atlas build that runs out of disk or memory, arguments that leave nothing to measure) stop the
+script with one line naming what is wrong, exit code 1 (2 for bad arguments), before any figure is printed.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ import time
 import traceback
 import zlib
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import anndata as ad
@@ -70,6 +75,7 @@ import scmix.qc
 import scmix.split
 
 GIB = 1024**3
+ME = "benchmarks/mix_scale.py"
 MT_GENES = [
     "MT-ND1",
     "MT-ND2",
@@ -635,7 +641,39 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="address-space limit per stage process (default: MemAvailable at start - 0.5 GiB; 0: none)",
     )
     p.add_argument("--json", help="write the results here")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name in ("cells", "datasets", "mix_cells", "seeds", "chunk", "jobs"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.genes < len(MT_GENES) + 50:
+        p.error(f"--genes must be at least {len(MT_GENES) + 50} ({len(MT_GENES)} of them MT-)")
+    if args.cells < 100 * args.datasets:
+        p.error(f"--cells must be at least 100 x --datasets ({100 * args.datasets:,} for {args.datasets} datasets)")
+    if not 0 <= args.low_quality < 1 or args.median_genes <= 0:
+        p.error("--low-quality must be in [0, 1) and --median-genes positive")
+    if args.mem_limit_gib is not None and args.mem_limit_gib < 0:
+        p.error("--mem-limit-gib must be positive (0: no limit)")
+    return args
+
+
+def fail(message: str) -> SystemExit:
+    """An expected failure outside the stages: one line on stderr, exit code 1."""
+    print(f"{ME}: {message}", file=sys.stderr)
+    return SystemExit(1)
+
+
+def writable_folder(path: Path) -> None:
+    """Create ``path`` if needed and write a probe file into it; stop with one line where that fails."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise fail(
+            f"cannot write the work folder {path} ({type(err).__name__}: {err.strerror or err}); pass --workdir "
+            "a writable folder, or leave it out for a temporary one"
+        ) from None
 
 
 def main(argv=None) -> int:
@@ -653,14 +691,25 @@ def main(argv=None) -> int:
     avail = mem_available_bytes()
     if args.mem_limit_gib is None:
         mem_limit = int(avail - 0.5 * GIB) if avail else None
+        if mem_limit is not None and mem_limit <= 0:
+            raise fail(f"only {avail / GIB:.2f} GiB of memory available; free some, or set --mem-limit-gib")
     else:
         mem_limit = int(args.mem_limit_gib * GIB) or None
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise fail(f"--json {args.json}: folder {Path(args.json).resolve().parent} does not exist")
     tmp = None
     if args.workdir:
         work = Path(args.workdir).resolve()
     else:
-        tmp = tempfile.mkdtemp(prefix="scmix-mix-scale-")
+        try:
+            tmp = tempfile.mkdtemp(prefix="scmix-mix-scale-")
+        except OSError as err:
+            raise fail(
+                f"cannot create a temporary work folder in {tempfile.gettempdir()} ({err.strerror or err}); "
+                "pass --workdir a writable folder or set TMPDIR"
+            ) from None
         work = Path(tmp)
+    writable_folder(work)
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["__main__", *SCMIX_PRELOAD])
     env = {
@@ -722,7 +771,10 @@ def _run(args, spec: dict, work: Path, ctx, mem_limit: int | None) -> tuple[list
 
     # -- build (or reuse) the atlas
     atlas_meta = work / "atlas" / "atlas.json"
-    reuse = atlas_meta.exists() and json.loads(atlas_meta.read_text()).get("spec") == spec
+    try:
+        reuse = atlas_meta.exists() and json.loads(atlas_meta.read_text()).get("spec") == spec
+    except (OSError, ValueError):  # an unreadable or half-written atlas.json: build the atlas again
+        reuse = False
     t0 = time.perf_counter()
     if reuse:
         built = json.loads(atlas_meta.read_text())["datasets"]
@@ -730,11 +782,24 @@ def _run(args, spec: dict, work: Path, ctx, mem_limit: int | None) -> tuple[list
     else:
         shutil.rmtree(work / "atlas", ignore_errors=True)
         jobs = max(1, min(args.jobs, len(names)))
+        build_error = None
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
             futures = [
                 pool.submit(build_dataset, spec, i, d, sizes[d], str(work / "atlas" / d)) for i, d in enumerate(names)
             ]
-            built = [f.result() for f in futures]
+            try:
+                built = [f.result() for f in futures]
+            except (OSError, MemoryError, BrokenProcessPool) as err:
+                build_error = err
+                pool.shutdown(wait=True, cancel_futures=True)
+        if build_error is not None:
+            shutil.rmtree(work / "atlas", ignore_errors=True)
+            died = isinstance(build_error, BrokenProcessPool)
+            why = "a build process died (killed by the OOM killer?)" if died else build_error
+            raise fail(
+                f"building the atlas in {work / 'atlas'} failed: {type(build_error).__name__}: {why}; free disk "
+                "space or memory, pass --workdir elsewhere, or lower --cells / --jobs"
+            )
         atlas_meta.write_text(json.dumps({"spec": spec, "datasets": built}))
     build_seconds = time.perf_counter() - t0
     atlas = {

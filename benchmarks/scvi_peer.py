@@ -1,6 +1,10 @@
 """Peer measurement for the speed benchmark: scvi-tools ``LinearSCVI`` (LDVAE) training time and held-out NLL.
 
     .venv-bench/bin/python benchmarks/scvi_peer.py      # quick check on PBMC 3k (2,000 HVG, 10 epochs)
+    .venv-bench/bin/python benchmarks/scvi_peer.py --shared DIR   # PBMC 3k from DIR (default ../shared/data)
+
+Without scvi-tools or the PBMC 3k archive, or where a figure comes out NaN or not positive, the quick check
+stops with one line (exit code 1).
 
 ``scvi_linear(train, heldout, epochs=...)`` trains ``scvi.model.LinearSCVI`` on ``train`` (raw counts in X,
 no batch key, NB likelihood, gene dispersion) on the CPU with data loaders in the main process, and returns:
@@ -148,14 +152,13 @@ def scvi_linear(
     }
 
 
-def _pbmc3k_split(seed: int = 0, heldout_fraction: float = 0.1) -> tuple[Any, Any]:
+def _pbmc3k_split(archive: Any, seed: int = 0, heldout_fraction: float = 0.1) -> tuple[Any, Any]:
     import pathlib
     import tarfile
     import tempfile
 
     import scanpy as sc
 
-    archive = pathlib.Path("/work/shared/data/pbmc3k/pbmc3k_filtered_gene_bc_matrices.tar.gz")
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(archive) as tar:
             tar.extractall(tmp, filter="data")
@@ -171,11 +174,45 @@ def _pbmc3k_split(seed: int = 0, heldout_fraction: float = 0.1) -> tuple[Any, An
     return adata[~held].copy(), adata[held].copy()
 
 
-if __name__ == "__main__":
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
     import json
+    import math
+    import pathlib
+    import sys
+    import tarfile
 
+    def fail(message: str) -> int:
+        print(f"benchmarks/scvi_peer.py: {message}", file=sys.stderr)
+        return 1
+
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    ap = argparse.ArgumentParser(description="Quick check of the scvi-tools peer on PBMC 3k (10 epochs).")
+    ap.add_argument("--shared", type=pathlib.Path, default=repo.parent / "shared" / "data",
+                    help="data folder holding pbmc3k/ (default: ../shared/data next to the repo)")  # fmt: skip
+    args = ap.parse_args(argv)
+    try:
+        import scvi  # noqa: F401
+    except ImportError as err:
+        return fail(f"scvi-tools is not importable ({err}) in {sys.executable}: run `make bench-setup` and use "
+                    f".venv-bench/bin/python")  # fmt: skip
+    archive = args.shared / "pbmc3k" / "pbmc3k_filtered_gene_bc_matrices.tar.gz"
+    if not archive.is_file():
+        return fail(f"PBMC 3k not found: no {archive}; pass --shared DIR, the folder that holds pbmc3k/")
     torch.set_num_threads(2)
-    train_ad, heldout_ad = _pbmc3k_split()
+    try:
+        train_ad, heldout_ad = _pbmc3k_split(archive)
+    except (OSError, EOFError, tarfile.TarError) as err:
+        why = " ".join(str(err).split())
+        return fail(f"could not read PBMC 3k from {archive}: {type(err).__name__}: {why}")
     print(f"train {train_ad.shape}, heldout {heldout_ad.shape}, torch {torch.__version__}", flush=True)
     result = scvi_linear(train_ad, heldout_ad, epochs=10)
+    for key in ("seconds_per_epoch", "heldout_nll"):
+        if not math.isfinite(result[key]) or result[key] <= 0:
+            return fail(f"LinearSCVI gave {key} = {result[key]!r}, not a positive number; no result printed")
     print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

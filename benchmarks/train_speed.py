@@ -8,14 +8,17 @@ held-out reconstruction NLL per cell of each (negative binomial, posterior mean 
     python benchmarks/train_speed.py                      # CPU, both models when scvi-tools is installed
     python benchmarks/train_speed.py --device cuda        # data resident on the GPU
 
-scvi-tools is an optional extra (``make bench-setup`` builds .venv-bench with it); without it only
-scmix is measured and the ratio is left out.
+scvi-tools is an optional extra (``make bench-setup`` builds .venv-bench with it); without it the script
+stops with a message unless ``--no-peer`` asks for scmix alone (no ratio then). A missing data archive, an
+unusable device, a model that fails or a figure that comes out zero, empty or NaN also stop it with one line
+(exit code 1) instead of a result.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import tarfile
@@ -32,7 +35,35 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from scmix.models import CellData, build_model  # noqa: E402
-from scmix.train import TrainConfig, evaluate_elbo, fit, seed_everything  # noqa: E402
+from scmix.train import TrainConfig, TrainingDiverged, evaluate_elbo, fit, seed_everything  # noqa: E402
+
+ME = "benchmarks/train_speed.py"
+ARCHIVE = Path("pbmc3k") / "pbmc3k_filtered_gene_bc_matrices.tar.gz"
+
+
+def fail(message: str) -> SystemExit:
+    """An expected failure (missing input or tool, failed stage, unusable figure): one line, exit code 1."""
+    print(f"{ME}: {message}", file=sys.stderr)
+    return SystemExit(1)
+
+
+def check_figures(name: str, result: dict) -> None:
+    """Stop where a figure that gets printed is missing, not finite or not positive."""
+    for key in ("seconds_per_epoch", "heldout_nll"):
+        value = result.get(key)
+        if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            raise fail(f"{name} gave {key} = {value!r}, not a positive number; no result printed")
+
+
+def check_device(device: str) -> None:
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as err:
+        raise fail(f"--device {device}: not a torch device ({err})") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise fail(f"--device {device}: torch {torch.__version__} sees no CUDA device; use --device cpu")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise fail(f"--device {device}: MPS is not available here; use --device cpu")
 
 
 def load_pbmc3k(shared: Path, n_genes: int, heldout: float, seed: int):
@@ -67,8 +98,9 @@ def scmix_ldvae(train, held, *, epochs: int, device: str, seed: int) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
-    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data",
+                    help=f"data folder holding {ARCHIVE} (default: ../shared/data next to the repo)")  # fmt: skip
+    ap.add_argument("--epochs", type=int, default=60, help="at least 2 (the median skips the first epoch)")
     ap.add_argument("--genes", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
@@ -76,20 +108,40 @@ def main(argv=None):
     ap.add_argument("--no-peer", action="store_true", help="measure scmix only")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    train, held = load_pbmc3k(args.shared, args.genes, 0.1, args.seed)
-    print(f"PBMC 3k: {train.n_obs} training + {held.n_obs} held-out cells x {train.n_vars} genes; "
-          f"{args.epochs} epochs; {args.threads} threads; device {args.device}")  # fmt: skip
-    rows = {"scmix LDVAE": scmix_ldvae(train, held, epochs=args.epochs, device=args.device, seed=args.seed)}
+    if args.epochs < 2:
+        ap.error("--epochs must be at least 2: seconds per epoch is the median over the epochs after the first")
+    check_device(args.device)
+    if args.json and not args.json.parent.is_dir():
+        raise fail(f"--json {args.json}: folder {args.json.parent} does not exist")
+    scvi_linear = None
     if not args.no_peer:
         try:
+            import scvi  # noqa: F401 - scvi_peer imports it only when it trains
             from scvi_peer import scvi_linear
         except ImportError as err:
-            print(f"scvi-tools not measured ({err}); install it with `make bench-setup`")
-        else:
-            accelerator = "gpu" if args.device.startswith("cuda") else "cpu"
-            rows["scvi-tools LinearSCVI"] = scvi_linear(train, held, epochs=args.epochs, seed=args.seed,
-                                                        accelerator=accelerator)  # fmt: skip
+            raise fail(f"scvi-tools is not importable ({err}) in {sys.executable}: run `make bench-setup` and use "
+                       f".venv-bench/bin/python, or pass --no-peer to measure scmix alone") from None  # fmt: skip
+    archive = args.shared / ARCHIVE
+    if not archive.is_file():
+        raise fail(f"PBMC 3k not found: no {archive}; pass --shared DIR, the folder that holds {ARCHIVE}")
+    torch.set_num_threads(args.threads)
+    try:
+        train, held = load_pbmc3k(args.shared, args.genes, 0.1, args.seed)
+    except (OSError, EOFError, tarfile.TarError) as err:
+        why = " ".join(str(err).split())
+        raise fail(f"could not read PBMC 3k from {archive}: {type(err).__name__}: {why}") from None
+    print(f"PBMC 3k: {train.n_obs} training + {held.n_obs} held-out cells x {train.n_vars} genes; "
+          f"{args.epochs} epochs; {args.threads} threads; device {args.device}")  # fmt: skip
+    try:
+        rows = {"scmix LDVAE": scmix_ldvae(train, held, epochs=args.epochs, device=args.device, seed=args.seed)}
+    except TrainingDiverged as err:
+        raise fail(f"scmix LDVAE training diverged: {err}") from None
+    check_figures("scmix LDVAE", rows["scmix LDVAE"])
+    if scvi_linear is not None:
+        accelerator = "gpu" if args.device.startswith("cuda") else "cpu"
+        rows["scvi-tools LinearSCVI"] = scvi_linear(train, held, epochs=args.epochs, seed=args.seed,
+                                                    accelerator=accelerator)  # fmt: skip
+        check_figures("scvi-tools LinearSCVI", rows["scvi-tools LinearSCVI"])
     print("\n| model | s/epoch | held-out NLL/cell |\n|---|---:|---:|")
     for name, r in rows.items():
         print(f"| {name} | {r['seconds_per_epoch']:.3f} | {r['heldout_nll']:.2f} |")
@@ -107,4 +159,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

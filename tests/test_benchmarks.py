@@ -1,5 +1,6 @@
 """Smoke tests of the benchmarks: mix_scale.py at a tiny size (every stage runs and reports positive numbers),
-dag_scale.sh (the DAG it times has the size it claims).
+dag_scale.sh (the DAG it times has the size it claims); and that each benchmark stops with one message, no figure
+and a non-zero exit code when a tool or input it needs is missing.
 
 No timing is asserted: the benchmark reports its speeds as ratios against a peer measured in the same run.
 """
@@ -9,6 +10,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "mix_scale.py"
@@ -59,3 +62,80 @@ def test_dag_scale_builds_the_500_job_dag():
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # 5 datasets x (download, parse, qc, split) + 50 x (mix, train, latent, loadings) + 250 evaluate + summaries
     assert "490 jobs (250 evaluate)" in proc.stdout, proc.stdout
+
+
+# ---------------------------------------------------------------- a missing tool or input: one message, no figure
+
+
+def _run(cmd, **kwargs):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO, **kwargs)
+
+
+def _dag_scale(snakemake: Path):
+    return _run(["bash", str(REPO / "benchmarks" / "dag_scale.sh")], env={**os.environ, "SNAKEMAKE": str(snakemake)})
+
+
+def _fake_snakemake(tmp_path: Path, body: str) -> Path:
+    exe = tmp_path / "snakemake"
+    exe.write_text(f"#!/bin/sh\n{body}\n")
+    exe.chmod(0o755)
+    return exe
+
+
+def test_dag_scale_without_snakemake_stops_with_a_message(tmp_path):
+    missing = tmp_path / "no-venv" / "bin" / "snakemake"
+    proc = _dag_scale(missing)
+    assert proc.returncode != 0
+    assert f"snakemake not found at {missing}" in proc.stderr and "make setup" in proc.stderr, proc.stderr
+    assert "SNAKEMAKE=" in proc.stderr
+    assert proc.stdout == "", proc.stdout  # no "jobs ( evaluate); dry run 0.00 s" line
+
+
+def test_dag_scale_with_a_failing_snakemake_stops_with_a_message(tmp_path):
+    proc = _dag_scale(_fake_snakemake(tmp_path, "echo 'boom: snakemake is broken' >&2; exit 1"))
+    assert proc.returncode != 0
+    assert "`snakemake --version` failed (exit 1" in proc.stderr, proc.stderr
+    assert "boom: snakemake is broken" in proc.stderr  # its own output is shown
+    assert proc.stdout == "", proc.stdout
+
+
+def test_dag_scale_without_job_counts_in_the_output_stops_with_a_message(tmp_path):
+    proc = _dag_scale(_fake_snakemake(tmp_path, "sleep 0.05; echo 'Building DAG of jobs...'"))
+    assert proc.returncode != 0
+    assert "no job counts in the output" in proc.stderr, proc.stderr
+    assert proc.stdout == "", proc.stdout
+
+
+TRAIN_SPEED = REPO / "benchmarks" / "train_speed.py"
+
+
+def test_train_speed_without_the_data_names_the_missing_archive(tmp_path):
+    shared = tmp_path / "no-shared-data"
+    proc = _run([sys.executable, str(TRAIN_SPEED), "--shared", str(shared), "--no-peer", "--epochs", "2"])
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(shared / "pbmc3k") in lines[0] and "--shared" in lines[0], proc.stderr
+    assert "s/epoch" not in proc.stdout
+
+
+def test_train_speed_without_scvi_tools_asks_for_no_peer_or_bench_setup(tmp_path):
+    if subprocess.run([sys.executable, "-c", "import scvi"], capture_output=True).returncode == 0:
+        pytest.skip("scvi-tools is installed in this environment")
+    # the peer is checked before the data are read: a missing data folder must not be what stops it
+    proc = _run([sys.executable, str(TRAIN_SPEED), "--shared", str(tmp_path / "absent"), "--epochs", "2"])
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "scvi-tools" in proc.stderr and "--no-peer" in proc.stderr and "make bench-setup" in proc.stderr
+    assert "s/epoch" not in proc.stdout
+
+
+def test_mix_scale_with_an_unwritable_workdir_stops_with_a_message(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    work = tmp_path / "a-file" / "work"
+    proc = _run([sys.executable, str(SCRIPT), "--cells", "3000", "--genes", "500", "--workdir", str(work)])
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert f"cannot write the work folder {work}" in proc.stderr and "--workdir" in proc.stderr, proc.stderr
+    assert "stage " not in proc.stdout and "atlas: nnz" not in proc.stdout
