@@ -1,7 +1,8 @@
 # scmix: how the composition of training data shapes deep generative models of gene expression.
 # The DAG: download -> qc -> split -> mix (per seed) -> train (per model x mix x seed)
 #          -> evaluate (per model x mix x seed x eval set), synthetic utility, latent space
-#          -> summary tables and figures (all registered for the report).
+#          -> summary tables and figures (all registered for the report). Every figure has a rule of its own
+#          (plot_*), so that an edit to plotting code redraws figures and reruns nothing else.
 
 from snakemake.utils import min_version
 
@@ -33,6 +34,13 @@ rule all:
     input:
         expand("results/summary/{table}.tsv", table=SUMMARY_TABLES),
         SUMMARY_FIGURES,
+        expand("results/qc/{dataset}.qc.png", dataset=DATASETS),
+        expand(
+            "results/models/{model}/{mix}/seed{seed}/loss.png",
+            model=MODELS,
+            mix=MIXES,
+            seed=SEEDS,
+        ),
         expand(
             "results/models/{model}/{mix}/seed{seed}/loadings.tsv",
             model=LINEAR_MODELS,

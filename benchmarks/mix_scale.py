@@ -408,7 +408,7 @@ def _warm_up(kind: str) -> None:
     elif kind == "mix":
         parts = {"a": _toy_adata("a"), "b": _toy_adata("b", seed=1)}
         recipe = {"total_cells": 20, "datasets": {"a": 0.5, "b": 0.5}}
-        scmix.mix.make_mix("toy", recipe, parts, 0)
+        scmix.mix.make_mix("toy", recipe, parts, 0, min_shared=1)  # the toy has 40 genes
     gc.collect()
 
 
@@ -536,6 +536,8 @@ def stage_mix(work: str, mix: str, recipe: dict, seed: int, kwargs: dict) -> dic
             pieces.append(rows if identity or (cols < 0).any() else rows[:, cols])
         sp.vstack(pieces, format="csr")
 
+    # the atlas's datasets share every gene QC kept; --genes may be below the workflow's genes.min_shared
+    kwargs = {"min_shared": 1, **kwargs}
     row = _measured("mix", load, lambda p: scmix.mix.make_mix(mix, recipe, p, seed, **kwargs), peer)
     out = row.pop("_result")
     eval_ids = {d: load_obs_names(work / "split" / d / "eval") for d in names}

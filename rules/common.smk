@@ -1,78 +1,78 @@
 # Config validation, the wildcard universe and helpers shared by the rules.
 
 import re
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
-validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+# the package's dependency-free modules are imported while the DAG is built (never torch or anndata)
+WORKFLOW_ROOT = Path(workflow.current_basedir).parent
+if str(WORKFLOW_ROOT) not in sys.path:
+    sys.path.insert(0, str(WORKFLOW_ROOT))
 
-DATASETS = list(config["datasets"])
-MIXES = list(config["mixes"])
+from snakemake.exceptions import WorkflowError
+
+from scmix import deps, modelspec, study
 
 
-def _load_package_file(relpath):
-    """Run one dependency-free package file: the DAG is built without importing scmix (or torch)."""
-    path = Path(workflow.basedir) / "scmix" / relpath
-    namespace = {"__name__": f"scmix_{path.stem}"}
-    exec(compile(path.read_text(), str(path), "exec"), namespace)
-    return namespace
+def _config_problem():
+    """(model specs, None), or (None, one short message naming the key): the schema (defaults filled in), then
+    what it cannot express."""
+    import jsonschema
+
+    try:
+        validate(config, WORKFLOW_ROOT / "schemas" / "config.schema.yaml")
+    except WorkflowError as err:
+        # snakemake's message holds the whole schema; the jsonschema error it wraps says what is wrong, and where
+        if not isinstance(err.__context__, jsonschema.ValidationError):
+            raise
+        return None, study.schema_error_message(err.__context__)
+    try:
+        specs = study.model_specs(config)
+        study.check_config(config, specs)
+    except ValueError as err:  # study.ConfigError, and modelspec's checks across keys
+        return None, str(err)
+    return specs, None
 
 
 # every model: the models section plus one per point of each sweep's grid, defaults filled in
-MODEL_SPECS = _load_package_file("modelspec.py")["expand"](
-    config["models"], config.get("sweeps")
-)
+MODEL_SPECS, _problem = _config_problem()
+# raised at the top level: Snakemake prints the message without a traceback
+if _problem:
+    raise WorkflowError(_problem)
+# a read-only or full results/ stops the run before any job, not after training
+if not workflow.dryrun:
+    from scmix.rulecall import unwritable_results
+
+    _problem = unwritable_results()
+    if _problem:
+        raise WorkflowError(_problem)
+DATASETS = list(config["datasets"])
+MIXES = list(config["mixes"])
 MODELS = list(MODEL_SPECS)
 LINEAR_MODELS = [m for m, s in MODEL_SPECS.items() if s["architecture"] == "ldvae"]
 SEEDS = [int(s) for s in config["seeds"]]
-EVAL_SETS = list(config["evaluation"].get("eval_sets") or DATASETS)
+EVAL_SETS = study.eval_sets(config)
 # genes.universe "all": every mix is cut to the genes of all datasets' training cells (one gene space)
 GENE_UNIVERSE_DATASETS = DATASETS if config["genes"]["universe"] == "all" else []
 EVALUATION = config["evaluation"]
 SYNTHETIC = EVALUATION["synthetic"]
 # the synthetic-data utility is measured for models conditioned on the label, with a count likelihood
-SYNTHETIC_MODELS = [
-    m
-    for m, s in MODEL_SPECS.items()
-    if SYNTHETIC["label_key"] in (s.get("conditions") or [])
-    and s["likelihood"] != "gaussian"
-]
-SYNTHETIC_EVAL_SETS = list(SYNTHETIC.get("eval_sets") or EVAL_SETS)
+SYNTHETIC_MODELS = study.synthetic_models(config, MODEL_SPECS)
+SYNTHETIC_EVAL_SETS = study.synthetic_eval_sets(config)
 UMAP_SEED = SEEDS[
     0
 ]  # UMAPs are drawn for one seed; silhouette scores are computed for every seed
 
 
-def _check_names():
-    """Cross-references the JSON schema cannot express, each failing with the key that is wrong."""
-    for mix, recipe in config["mixes"].items():
-        for d in recipe["datasets"]:
-            if d not in config["datasets"]:
-                raise ValueError(
-                    f"config: mixes.{mix}.datasets names '{d}', which is not under datasets"
-                )
-        uses_fractions = any(
-            not isinstance(v, dict) or "fraction" in v
-            for v in recipe["datasets"].values()
-        )
-        if uses_fractions and "total_cells" not in recipe:
-            raise ValueError(
-                f"config: mixes.{mix} gives fractions and so needs total_cells"
-            )
-    for d in EVAL_SETS:
-        if d not in config["datasets"]:
-            raise ValueError(
-                f"config: evaluation.eval_sets names '{d}', which is not under datasets"
-            )
-    for d in SYNTHETIC_EVAL_SETS:
-        if d not in EVAL_SETS:
-            raise ValueError(
-                f"config: evaluation.synthetic.eval_sets names '{d}', which is not an eval set"
-            )
-
-
-_check_names()
+def script_code(script, *modules):
+    """The package files a rule script can execute (its scmix imports, followed through the package), as
+    inputs: an edit to any of them reruns the rule, and an edit to any other file does not. ``modules`` adds
+    modules the script loads by name."""
+    return deps.package_files(
+        WORKFLOW_ROOT / "scripts" / script, WORKFLOW_ROOT, modules
+    )
 
 
 def _alternatives(names):
@@ -97,18 +97,6 @@ def label_map_input(wildcards):
     """The label-mapping file (fine -> coarse labels) as an input of the synthetic rule, when configured."""
     path = SYNTHETIC.get("label_map")
     return {"label_map": path} if path else {}
-
-
-def package_sources(*modules):
-    """Package files a rule's result depends on, as inputs: editing them reruns the rule."""
-    root = Path(workflow.basedir) / "scmix"
-    files = []
-    for m in modules:
-        path = root / m
-        files += (
-            sorted(str(p) for p in path.rglob("*.py")) if path.is_dir() else [str(path)]
-        )
-    return files
 
 
 def raw_dir_of(sources, negate=False):
@@ -153,24 +141,13 @@ def mix_datasets(wildcards):
     return list(config["mixes"][wildcards.mix]["datasets"])
 
 
-_registry = _load_package_file("sources/registry.py")
-SOURCE_MODULES, SOURCE_USES = _registry["SOURCES"], _registry["USES"]
-
-
 def parse_code(wildcards):
-    """The package files one dataset's parse depends on: its source module, what that builds on, I/O."""
-    source_module = SOURCE_MODULES[config["datasets"][wildcards.dataset]["source"]]
-    modules = [source_module, *SOURCE_USES.get(source_module, [])]
-    return package_sources(
-        "sources/__init__.py",
-        "sources/registry.py",
-        "io.py",
-        *(f"sources/{m}.py" for m in modules),
-    )
+    """The package files one dataset's parse can execute: the script's, and its source type's module (loaded by
+    name), with what that builds on."""
+    from scmix.sources.registry import SOURCES
 
-
-def dataset_spec(wildcards):
-    return config["datasets"][wildcards.dataset]
+    source = SOURCES[config["datasets"][wildcards.dataset]["source"]]
+    return script_code("parse.py", f"scmix.sources.{source}")
 
 
 def split_params(wildcards):

@@ -9,14 +9,7 @@ rule evaluate:
     input:
         model="results/models/{model}/{mix}/seed{seed}/model.pt",
         eval="results/split/{eval_set}/eval.h5ad",
-        code=package_sources(
-            "evaluate.py",
-            "checkpoint.py",
-            "predict.py",
-            "modeldata.py",
-            "transforms.py",
-            "models",
-        ),
+        code=script_code("evaluate.py"),
     output:
         cells=f"{EVAL_PREFIX}.cells.tsv",
         summary=f"{EVAL_PREFIX}.summary.tsv",
@@ -30,8 +23,13 @@ rule evaluate:
     conda:
         "../envs/torch.yaml"
     threads: 1
+    resources:
+        device=EVALUATION["device"],
     params:
-        evaluation=EVALUATION,
+        reconstruction=EVALUATION["reconstruction"],
+        n_top_genes=EVALUATION["n_top_genes"],
+        likelihood_samples=EVALUATION["likelihood_samples"],
+        min_gene_overlap=EVALUATION["min_gene_overlap"],
     script:
         "../scripts/evaluate.py"
 
@@ -42,14 +40,7 @@ rule synthetic:
         model="results/models/{model}/{mix}/seed{seed}/model.pt",
         mix="results/mixes/{mix}/seed{seed}.h5ad",
         eval="results/split/{eval_set}/eval.h5ad",
-        code=package_sources(
-            "synthetic.py",
-            "evaluate.py",
-            "checkpoint.py",
-            "predict.py",
-            "modeldata.py",
-            "models",
-        ),
+        code=script_code("synthetic.py"),
     output:
         tsv=f"results/synthetic/{{model,{SYNTHETIC_MODEL_PATTERN}}}/{{mix}}/seed{{seed}}/{{eval_set}}.tsv",
     log:
@@ -59,8 +50,14 @@ rule synthetic:
     conda:
         "../envs/torch.yaml"
     threads: 2
+    resources:
+        device=EVALUATION["device"],
     params:
-        evaluation=EVALUATION,
+        # the synthetic block less eval_sets (which jobs exist) and label_map (an input)
+        label_key=SYNTHETIC["label_key"],
+        cells_per_label=SYNTHETIC["cells_per_label"],
+        n_features=SYNTHETIC["n_features"],
+        min_gene_overlap=EVALUATION["min_gene_overlap"],
     script:
         "../scripts/synthetic.py"
 
@@ -69,14 +66,7 @@ rule latent:
     input:
         model="results/models/{model}/{mix}/seed{seed}/model.pt",
         eval=expand("results/split/{eval_set}/eval.h5ad", eval_set=EVAL_SETS),
-        code=package_sources(
-            "latent.py",
-            "evaluate.py",
-            "checkpoint.py",
-            "predict.py",
-            "modeldata.py",
-            "models",
-        ),
+        code=script_code("latent.py"),
     output:
         latent="results/latent/{model}/{mix}/seed{seed}/latent.tsv",
         scores="results/latent/{model}/{mix}/seed{seed}/scores.tsv",
@@ -85,8 +75,11 @@ rule latent:
     conda:
         "../envs/torch.yaml"
     threads: 1
+    resources:
+        device=EVALUATION["device"],
     params:
-        evaluation=EVALUATION,
+        label_keys=EVALUATION["latent"]["keys"],
+        min_gene_overlap=EVALUATION["min_gene_overlap"],
         eval_sets=EVAL_SETS,
     script:
         "../scripts/latent.py"

@@ -12,7 +12,7 @@ rule mix:
             "results/split/{dataset}/train.h5ad",
             dataset=GENE_UNIVERSE_DATASETS,
         ),
-        code=package_sources("mix.py", "genes.py"),
+        code=script_code("mix.py"),
     output:
         h5ad="results/mixes/{mix}/seed{seed}.h5ad",
         manifest="results/mixes/{mix}/seed{seed}.manifest.tsv",

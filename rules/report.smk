@@ -40,6 +40,7 @@ SUMMARY_FIGURES = [
 rule summarize:
     input:
         tables=lambda wc: SUMMARY_TABLES[wc.table],
+        code=script_code("gather.py"),
     output:
         tsv=report(
             "results/summary/{table}.tsv",
@@ -59,7 +60,7 @@ rule summarize:
 rule plot_heatmap:
     input:
         tsv="results/summary/{table}.tsv",
-        code=package_sources("plots.py"),
+        code=script_code("plot_heatmap.py"),
     output:
         png=report(
             "results/summary/{table}.png",
@@ -90,7 +91,7 @@ rule plot_celltypes:
             eval_set=EVAL_SETS,
             allow_missing=True,
         ),
-        code=package_sources("plots.py"),
+        code=script_code("plot_celltypes.py"),
     output:
         png=report(
             "results/summary/celltype_accuracy/{model}.png",
@@ -115,7 +116,7 @@ rule plot_training:
             mix=MIXES,
             seed=SEEDS,
         ),
-        code=package_sources("plots.py"),
+        code=script_code("plot_training.py"),
     output:
         png=report(
             "results/summary/training_curves.png",
@@ -134,7 +135,7 @@ rule plot_training:
 rule plot_zero_calibration:
     input:
         genes=per_job(f"{EVAL_PREFIX}.genes.tsv", seeds=[UMAP_SEED]),
-        code=package_sources("plots.py"),
+        code=script_code("plot_zero_calibration.py"),
     output:
         png=report(
             "results/summary/zero_calibration.png",
@@ -152,7 +153,7 @@ rule plot_zero_calibration:
 rule plot_synthetic:
     input:
         tsv="results/summary/synthetic_utility.tsv",
-        code=package_sources("plots.py"),
+        code=script_code("plot_synthetic.py"),
     output:
         png=report(
             "results/summary/synthetic_utility.png",
@@ -170,7 +171,7 @@ rule plot_synthetic:
 rule plot_umap:
     input:
         latent="results/latent/{model}/{mix}/seed{seed}/latent.tsv",
-        code=package_sources("plots.py", "latent.py"),
+        code=script_code("plot_umap.py"),
     output:
         png=report(
             "results/latent/{model}/{mix}/seed{seed}/umap.png",

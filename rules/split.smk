@@ -4,7 +4,7 @@
 rule split:
     input:
         h5ad="results/qc/{dataset}.h5ad",
-        code=package_sources("split.py"),
+        code=script_code("split.py"),
     output:
         train="results/split/{dataset}/train.h5ad",
         eval="results/split/{dataset}/eval.h5ad",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import torch
 
 import scmix
-from scmix.errors import ScmixInputError
+from scmix.errors import ScmixInputError, writing
 from scmix.io import sibling_tempfile
 from scmix.models import build_model
 
@@ -30,7 +31,11 @@ def save_checkpoint(path, model, *, architecture: str, model_kwargs: dict, genes
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = sibling_tempfile(path)
     try:
-        torch.save(payload, tmp)
+        # serialised in memory, then written by Python: torch's own writer turns a full disk into a RuntimeError
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        with writing(path), open(tmp, "wb") as fh:
+            fh.write(buffer.getbuffer())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

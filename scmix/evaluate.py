@@ -105,7 +105,7 @@ def likelihood_summary(per_cell: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return out
 
 
-def reindex_to_genes(adata, genes, *, min_overlap: float, eval_set: str, keys=None):
+def reindex_to_genes(adata, genes, *, min_overlap: float, eval_set: str, keys=None, kind: str = "dataset"):
     """Counts of ``adata`` in the order of ``genes``; genes the eval set lacks are zero-padded.
 
     ``keys`` are the eval set's own gene keys to match ``genes`` against (default its var_names; the
@@ -119,8 +119,8 @@ def reindex_to_genes(adata, genes, *, min_overlap: float, eval_set: str, keys=No
     if overlap < min_overlap:
         raise ScmixInputError(
             f"only {found.sum()} of the model's {len(genes)} genes ({overlap:.1%}) are in the eval set; "
-            f"the minimum is {min_overlap:.0%}",
-            dataset=eval_set,
+            f"the minimum is {min_overlap:.0%} (evaluation.min_gene_overlap)",
+            **{kind: eval_set},
         )
     if not found.all():
         warnings.warn(
@@ -132,14 +132,14 @@ def reindex_to_genes(adata, genes, *, min_overlap: float, eval_set: str, keys=No
     return (X @ cols).tocsr(), float(overlap)
 
 
-def model_counts(adata, ckpt: dict, *, min_overlap: float, name: str, path=None):
+def model_counts(adata, ckpt: dict, *, min_overlap: float, name: str, path=None, kind: str = "dataset"):
     """(counts in the checkpoint's gene order, gene overlap) for any AnnData: genes matched on the keys the
     model's mix used (Ensembl IDs or symbols), missing genes zero-padded, counts checked to be raw integers."""
     match_on = ckpt["meta"].get("match_on", "symbols")
     model_keys = ckpt["meta"].get("gene_keys", ckpt["genes"])
     counts, overlap = reindex_to_genes(adata, model_keys, keys=gene_keys(adata, match_on), min_overlap=min_overlap,
-                                       eval_set=name)  # fmt: skip
-    check_integer_counts(counts, dataset=name, path=str(path) if path else None)
+                                       eval_set=name, kind=kind)  # fmt: skip
+    check_integer_counts(counts, path=str(path) if path else None, **{kind: name})
     return counts, overlap
 
 

@@ -1,6 +1,10 @@
 """Fetching raw files: file://, http:// and https:// URLs, streamed with progress, retried on transient
 errors, checked against an optional sha256, gzip-tested, and written atomically (no partial file survives).
-Archives are extracted safely (members escaping their folder are rejected)."""
+Archives are extracted safely (members escaping their folder are rejected). Copies of local files keep the
+source's restrictions (a 0600 source is not copied world-readable); messages name the URL as the config
+writes it, never the hidden temporary paths a download is built in.
+
+Imported while the DAG is built (the download rule's params): the standard library and scmix.errors only."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tarfile
 import time
 import urllib.error
@@ -18,18 +23,42 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from scmix.errors import ScmixInputError
+from scmix.names import NAME
 
 log = logging.getLogger("scmix.fetch")
 CHUNK = 1 << 20
 TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
 
+# Which keys of a dataset's config entry each stage reads, so editing one stage's settings reruns only the
+# stages that use them. qc and split are read by the qc and split rules alone: never a reason to fetch or parse.
+LATER_STAGE_KEYS = ("qc", "split")
+# what fetching a non-simulated dataset reads (a simulated one: the whole entry but LATER_STAGE_KEYS)
+DOWNLOAD_KEYS = ("source", "url", "sha256", "file_name", "decompress", "files", "labels")
+DOWNLOAD_LABEL_KEYS = ("url", "sha256", "name")
+
 
 class TransientError(Exception):
     pass
+
+
+def download_spec(spec: Mapping) -> dict:
+    """The part of a dataset's entry fetching uses: the download rule's params (an edit elsewhere keeps it)."""
+    if spec.get("source") == "simulated":
+        return parse_spec(spec)
+    out = {k: spec[k] for k in DOWNLOAD_KEYS if k in spec and k != "labels"}
+    labels = spec.get("labels")
+    if isinstance(labels, Mapping):
+        out["labels"] = {k: labels[k] for k in DOWNLOAD_LABEL_KEYS if k in labels}
+    return out
+
+
+def parse_spec(spec: Mapping) -> dict:
+    """The part of a dataset's entry parsing uses: all of it but the qc and split overrides."""
+    return {k: v for k, v in spec.items() if k not in LATER_STAGE_KEYS}
 
 
 def local_name(url: str) -> str:
@@ -43,6 +72,87 @@ def local_name(url: str) -> str:
     if not name:
         raise ValueError(f"cannot take a file name from URL '{url}'")
     return name
+
+
+def is_local(url: str) -> bool:
+    return urllib.parse.urlparse(url).scheme == "file"
+
+
+def local_path(url: str) -> Path:
+    """The path a file: URL names: ``file:///absolute/path``, or ``file:relative/path`` from the working
+    directory (the one Snakemake runs in)."""
+    return Path(urllib.parse.unquote(urllib.parse.urlparse(url).path))
+
+
+def _raise(err: OSError) -> None:
+    raise err
+
+
+def _walk(src: Path):
+    """(folder relative to src, its file names) for src and every folder below it, sorted, following links
+    (as a copy reads them); an unreadable folder raises instead of being skipped."""
+    for dirpath, dirnames, filenames in os.walk(src, onerror=_raise, followlinks=True):
+        dirnames.sort()
+        yield Path(dirpath).relative_to(src), sorted(filenames)
+
+
+def local_sources_state(spec: Mapping) -> str:
+    """A short fingerprint of a dataset's file: sources as they are now: size, mtime_ns and permissions of
+    each file, or of every file under a folder (by relative path). '' when the dataset has no file: source.
+
+    A download rule param: a source changed in place (a folder fixed, a file replaced) changes it, and the
+    download runs again. A missing or unreadable source gives a state starting with 'missing-' (the download
+    job then fails, saying what is missing)."""
+    records, missing = [], False
+    for e in file_entries(spec):
+        if not is_local(e["url"]):
+            continue
+        src = local_path(e["url"])
+        try:
+            if src.is_dir():
+                files = []
+                for rel, names in _walk(src):
+                    for n in names:
+                        st = (src / rel / n).stat()
+                        files.append([str(rel / n), st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)])
+                records.append([e["url"], "folder", files])
+            else:
+                st = src.stat()
+                records.append([e["url"], "file", st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)])
+        except OSError as err:
+            missing = True
+            records.append([e["url"], "missing", type(err).__name__])
+    if not records:
+        return ""
+    digest = hashlib.sha256(json.dumps(records).encode()).hexdigest()[:16]
+    return f"missing-{digest}" if missing else digest
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _create(path: Path, mode: int):
+    """A new file open for writing, created with ``mode & ~umask`` (never more open, not even while written)."""
+    path.unlink(missing_ok=True)
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb")
+
+
+def _copy_mode(src: Path) -> int:
+    """The mode a copy of ``src`` is created with: the source's read/write bits (the umask applies on top)."""
+    return stat.S_IMODE(src.stat().st_mode) & 0o666
+
+
+def _reason(err: BaseException, hide: Iterable[Path]) -> str:
+    """An error's text on one line, leaving out any file name under the hidden temporary paths the fetch
+    writes to."""
+    if isinstance(err, OSError) and not isinstance(err, urllib.error.URLError) and err.strerror:
+        names = [os.fsdecode(f) for f in (err.filename, err.filename2) if f is not None]
+        shown = [f for f in names if not any(Path(f).is_relative_to(h) for h in hide)]
+        return ": ".join([err.strerror, *shown])
+    return " ".join(str(err).split())
 
 
 def _sha256(path: Path) -> str:
@@ -69,7 +179,7 @@ def _stream(src, dst, total: int | None, label: str) -> int:
 
 def _download_once(url: str, tmp: Path, label: str, timeout: float) -> None:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
+        with urllib.request.urlopen(url, timeout=timeout) as resp, _create(tmp, 0o666) as out:
             length = resp.headers.get("Content-Length")
             total = int(length) if length else None
             got = _stream(resp, out, total, label)
@@ -85,64 +195,112 @@ def _download_once(url: str, tmp: Path, label: str, timeout: float) -> None:
         raise TransientError(str(err)) from err
 
 
-def check_gzip(path: Path, *, dataset: str | None) -> None:
-    """Read a .gz file to its end: a truncated or corrupt archive fails here, by name."""
+def _copy_file(src: Path, dst: Path, label: str) -> None:
+    """Copy one local file, created with the source's read/write bits (less the umask)."""
+    with open(src, "rb") as fh, _create(dst, _copy_mode(src)) as out:
+        _stream(fh, out, src.stat().st_size, label)
+
+
+def _copy_folder(src: Path, dst: Path, label: str, *, url: str, dataset: str | None) -> None:
+    """Copy a local folder: folders created 0777 less the umask, each file with its source's read/write bits;
+    every .gz file is read to its end (a corrupt copy fails, naming the file by its path in the folder)."""
+    n_files = n_bytes = 0
+    for rel, names in _walk(src):
+        (dst / rel).mkdir(mode=0o777)
+        for n in names:
+            with open(src / rel / n, "rb") as fh, _create(dst / rel / n, _copy_mode(src / rel / n)) as out:
+                shutil.copyfileobj(fh, out, CHUNK)
+            n_files, n_bytes = n_files + 1, n_bytes + (dst / rel / n).stat().st_size
+            if n.endswith(".gz"):
+                check_gzip(dst / rel / n, dataset=dataset, url=url, name=str(rel / n))
+    log.info("%s: copied folder %s (%d files, %d bytes)", label, src, n_files, n_bytes)
+
+
+def check_gzip(path: Path, *, dataset: str | None, url: str | None = None, name: str | None = None) -> None:
+    """Read a .gz file to its end: a truncated or corrupt archive fails here, by name (``name``, when the
+    file is a temporary copy: how the user knows it, e.g. its path inside the source folder; and ``url``)."""
     try:
         with gzip.open(path, "rb") as fh:
             while fh.read(CHUNK):
                 pass
     except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError; bad deflate data a zlib.error
-        raise ScmixInputError(f"corrupt or truncated gzip file: {err}", dataset=dataset, path=str(path)) from err
+        raise ScmixInputError(f"corrupt or truncated gzip file: {err}", dataset=dataset, url=url,
+                              path=name if name is not None else str(path)) from err  # fmt: skip
 
 
 def fetch(url: str, dest: Path, *, sha256: str | None = None, dataset: str | None = None, retries: int = 3,
           backoff: float = 1.0, timeout: float = 60.0) -> Path:  # fmt: skip
-    """Fetch ``url`` to ``dest`` (a file, or a folder for a file:// URL naming a folder)."""
+    """Fetch ``url`` to ``dest`` (a file, or a folder for a file:// URL naming a folder).
+
+    Errors name the URL as given (and a file inside a copied folder by its path there), never ``dest``: it is
+    usually inside the download's hidden temporary folder."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    parsed = urllib.parse.urlparse(url)
-    if parsed.scheme == "file":
-        src = Path(urllib.parse.unquote(parsed.path))
+    tmp = dest.with_name(f".{dest.name}.part")
+    hide = (tmp, dest)
+    scheme = urllib.parse.urlparse(url).scheme
+    src = None
+    if scheme == "file":
+        src = local_path(url)
+        if not str(src) or src == Path("."):
+            raise ScmixInputError("a file: URL must name a file or folder", dataset=dataset, url=url)
         if not src.exists():
-            raise ScmixInputError(f"no such file or folder {src} (url {url})", dataset=dataset, path=str(src))
+            where = "" if src.is_absolute() else f" (looked for {src.absolute()}: relative to the working directory)"
+            raise ScmixInputError(f"no such file or folder{where}", dataset=dataset, url=url)
         if src.is_dir():
             if sha256:
-                raise ScmixInputError(f"sha256 given for folder {url}", dataset=dataset, path=str(src))
-            tmp = dest.with_name(f".{dest.name}.part")
+                raise ScmixInputError("sha256 given for a folder (checksums apply to single files)", dataset=dataset,
+                                      url=url)  # fmt: skip
+            if dest.resolve().is_relative_to(src.resolve()):
+                raise ScmixInputError("the folder contains the folder it would be copied to; name one that does "
+                                      "not hold the workflow's resources/", dataset=dataset, url=url)  # fmt: skip
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(src, tmp)
-            os.replace(tmp, dest)
-            log.info("%s: copied folder %s", dest.name, src)
-            return dest
-    elif parsed.scheme not in ("http", "https"):
-        raise ScmixInputError(f"unsupported URL scheme in '{url}' (use https://, http:// or file://)",
-                              dataset=dataset)  # fmt: skip
-    tmp = dest.with_name(f".{dest.name}.part")
-    try:
-        for attempt in range(1, retries + 2):
             try:
-                _download_once(url, tmp, dest.name, timeout)
-                break
-            except TransientError as err:
-                if attempt > retries:
-                    raise ScmixInputError(f"download of {url} failed after {attempt} attempts: {err}",
-                                          dataset=dataset, path=str(dest)) from err  # fmt: skip
-                wait = backoff * 2 ** (attempt - 1)
-                log.warning("%s: attempt %d failed (%s); retrying in %.1fs", dest.name, attempt, err, wait)
-                time.sleep(wait)
-            except (urllib.error.URLError, OSError) as err:
-                raise ScmixInputError(f"cannot fetch {url}: {err}", dataset=dataset, path=str(dest)) from err
+                _copy_folder(src, tmp, dest.name, url=url, dataset=dataset)
+                os.replace(tmp, dest)
+            except OSError as err:
+                raise ScmixInputError(f"cannot copy folder: {_reason(err, hide)}", dataset=dataset, url=url) from err
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            return dest
+    elif scheme not in ("http", "https"):
+        raise ScmixInputError("unsupported URL scheme (use https://, http:// or file://)", dataset=dataset, url=url)
+    try:
+        if src is not None:
+            try:
+                _copy_file(src, tmp, dest.name)
+            except OSError as err:
+                raise ScmixInputError(f"cannot copy: {_reason(err, hide)}", dataset=dataset, url=url) from err
+        else:
+            _download(url, tmp, dest.name, dataset=dataset, retries=retries, backoff=backoff, timeout=timeout)
         if sha256:
             got = _sha256(tmp)
             if got != sha256.lower():
-                raise ScmixInputError(f"sha256 mismatch for {url}: expected {sha256}, got {got}",
-                                      dataset=dataset, path=str(dest))  # fmt: skip
+                raise ScmixInputError(f"sha256 mismatch: expected {sha256}, got {got}", dataset=dataset, url=url)
         if dest.name.endswith(".gz"):
-            check_gzip(tmp, dataset=dataset)
+            check_gzip(tmp, dataset=dataset, url=url, name=dest.name)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
     return dest
+
+
+def _download(url: str, tmp: Path, label: str, *, dataset: str | None, retries: int, backoff: float,
+              timeout: float) -> None:  # fmt: skip
+    """Download over http(s) to ``tmp``, retrying transient errors (timeouts, resets, HTTP 5xx/429)."""
+    for attempt in range(1, retries + 2):
+        try:
+            _download_once(url, tmp, label, timeout)
+            return
+        except TransientError as err:
+            if attempt > retries:
+                raise ScmixInputError(f"download failed after {attempt} attempts: {err}", dataset=dataset,
+                                      url=url) from err  # fmt: skip
+            wait = backoff * 2 ** (attempt - 1)
+            log.warning("%s: attempt %d failed (%s); retrying in %.1fs", label, attempt, err, wait)
+            time.sleep(wait)
+        except (urllib.error.URLError, OSError) as err:
+            raise ScmixInputError(f"cannot fetch: {_reason(err, (tmp,))}", dataset=dataset, url=url) from err
 
 
 def _archive_stem(path: Path) -> str:
@@ -157,10 +315,30 @@ def is_archive(path: Path) -> bool:
     return path.is_file() and _archive_stem(path) != path.name
 
 
-def extract(archive: Path, *, dataset: str | None = None) -> Path:
-    """Extract next to the archive into a folder named after it; reject members escaping that folder."""
+def _names(path: Path, url: str | None) -> dict:
+    """How an error names a fetched file: by its URL when there is one (the file is in a temporary folder)."""
+    return {"url": url} if url is not None else {"path": str(path)}
+
+
+def _restrict(folder: Path, mode: int) -> None:
+    """Take from every file under ``folder`` the read/write bits ``mode`` (the archive's) does not have."""
+    drop = 0o666 & ~mode
+    if not drop:
+        return
+    for dirpath, _dirnames, filenames in os.walk(folder):
+        for n in filenames:
+            p = Path(dirpath) / n
+            st = p.lstat()
+            if stat.S_ISREG(st.st_mode):
+                p.chmod(stat.S_IMODE(st.st_mode) & ~drop)
+
+
+def extract(archive: Path, *, dataset: str | None = None, url: str | None = None) -> Path:
+    """Extract next to the archive into a folder named after it; reject members escaping that folder.
+    Extracted files are no more readable than the archive (a 0600 archive gives 0600 files)."""
     target = archive.with_name(_archive_stem(archive))
     tmp = archive.with_name(f".{target.name}.extract")
+    names = _names(archive, url)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -170,7 +348,7 @@ def extract(archive: Path, *, dataset: str | None = None) -> Path:
                 for member in zf.namelist():
                     if not (root / member).resolve().is_relative_to(root):
                         raise ScmixInputError(f"archive member '{member}' escapes its folder; refusing to extract",
-                                              dataset=dataset, path=str(archive))  # fmt: skip
+                                              dataset=dataset, **names)  # fmt: skip
                 zf.extractall(tmp)
         else:
             with tarfile.open(archive) as tf:
@@ -178,25 +356,28 @@ def extract(archive: Path, *, dataset: str | None = None) -> Path:
                     tf.extractall(tmp, filter="data")
                 except tarfile.FilterError as err:
                     raise ScmixInputError(f"unsafe archive member ({err}); refusing to extract",
-                                          dataset=dataset, path=str(archive)) from err  # fmt: skip
+                                          dataset=dataset, **names) from err  # fmt: skip
+        _restrict(tmp, stat.S_IMODE(archive.stat().st_mode))
         os.replace(tmp, target)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as err:
-        raise ScmixInputError(f"corrupt or truncated archive: {err}", dataset=dataset, path=str(archive)) from err
+        raise ScmixInputError(f"corrupt or truncated archive: {_reason(err, (tmp, archive))}", dataset=dataset,
+                              **names) from err  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
-def gunzip(path: Path, *, dataset: str | None = None) -> Path:
-    """Decompress a single-file .gz next to itself (atomically) and remove the .gz."""
+def gunzip(path: Path, *, dataset: str | None = None, url: str | None = None) -> Path:
+    """Decompress a single-file .gz next to itself (atomically, as readable as the .gz) and remove the .gz."""
     target = path.with_name(path.name[: -len(".gz")])
     tmp = target.with_name(f".{target.name}.part")
     try:
-        with gzip.open(path, "rb") as src, open(tmp, "wb") as dst:
+        with gzip.open(path, "rb") as src, _create(tmp, _copy_mode(path)) as dst:
             shutil.copyfileobj(src, dst, CHUNK)
         os.replace(tmp, target)
-    except (OSError, EOFError) as err:
-        raise ScmixInputError(f"cannot decompress: {err}", dataset=dataset, path=str(path)) from err
+    except (OSError, EOFError, zlib.error) as err:
+        raise ScmixInputError(f"cannot decompress: {_reason(err, (tmp, path))}", dataset=dataset,
+                              **_names(path, url)) from err  # fmt: skip
     finally:
         tmp.unlink(missing_ok=True)
     path.unlink()
@@ -217,9 +398,16 @@ def file_entries(spec: Mapping) -> list[dict]:
 
 
 def fetch_dataset(name: str, spec: Mapping, out_dir: Path, *, simulation: Mapping | None = None,
-                  retries: int = 3, timeout: float = 60.0) -> Path:  # fmt: skip
-    """Fill ``out_dir`` with the dataset's raw files; built in a temporary folder, renamed at the end."""
+                  retries: int = 3, timeout: float = 60.0, backoff: float = 1.0) -> Path:  # fmt: skip
+    """Fill ``out_dir`` with the dataset's raw files; built in a temporary folder, renamed at the end.
+
+    ``name`` and ``out_dir`` are checked before anything is deleted: ``out_dir`` must be a plain child of its
+    parent (``resources/raw/{name}``), never ``.``, ``..`` or a link out, which the clean-up would remove."""
     out_dir = Path(out_dir)
+    plain = NAME.match(out_dir.name) and not out_dir.is_symlink()
+    if not NAME.match(name) or not plain or out_dir.resolve().parent != out_dir.parent.resolve():
+        raise ScmixInputError(f"refusing to write the raw folder {out_dir}: it must be the dataset's own folder "
+                              "(a name of letters, digits, '_', '+' and '-')", dataset=name)  # fmt: skip
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -234,16 +422,20 @@ def fetch_dataset(name: str, spec: Mapping, out_dir: Path, *, simulation: Mappin
             if not entries:
                 raise ScmixInputError("no url or files given", dataset=name)
             for e in entries:
-                dest = fetch(e["url"], tmp / (e["name"] or local_name(e["url"])), sha256=e["sha256"], dataset=name,
-                             retries=retries, timeout=timeout)  # fmt: skip
+                try:
+                    file_name = e["name"] or local_name(e["url"])
+                except ValueError as err:
+                    raise ScmixInputError(f"{err}; give the file a name", dataset=name, url=e["url"]) from err
+                dest = fetch(e["url"], tmp / file_name, sha256=e["sha256"], dataset=name, retries=retries,
+                             backoff=backoff, timeout=timeout)  # fmt: skip
                 item = {"url": e["url"], "path": dest.name}
                 if dest.is_file():
                     # a configured checksum was just verified against the file: no second read for the record
                     item.update(bytes=dest.stat().st_size, sha256=(e["sha256"] or "").lower() or _sha256(dest))
                 if is_archive(dest):
-                    item["extracted_to"] = extract(dest, dataset=name).name
+                    item["extracted_to"] = extract(dest, dataset=name, url=e["url"]).name
                 elif spec.get("decompress") and dest.name.endswith(".gz"):
-                    item["decompressed_to"] = gunzip(dest, dataset=name).name
+                    item["decompressed_to"] = gunzip(dest, dataset=name, url=e["url"]).name
                 record["files"].append(item)
         (tmp / "manifest.json").write_text(json.dumps(record, indent=1))
         shutil.rmtree(out_dir, ignore_errors=True)

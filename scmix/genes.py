@@ -22,6 +22,9 @@ from scmix.errors import ScmixInputError
 log = logging.getLogger("scmix.genes")
 _VERSION = re.compile(r"\.\d+$")
 
+# the fewest genes the datasets of a mix (or of the gene universe) must share (config genes.min_shared)
+MIN_SHARED_GENES = 500
+
 
 def has_ensembl_ids(adata: ad.AnnData, min_share: float = 0.9) -> bool:
     if "gene_ids" not in adata.var:
@@ -59,8 +62,12 @@ def read_gene_list(path: str | Path) -> list[str]:
     return genes
 
 
-def shared_keys(parts: Mapping[str, ad.AnnData], match_on: str, gene_list: Sequence[str] | None = None) -> pd.Index:
-    """Keys present in every part, in the first part's order (or the gene list's order)."""
+def shared_keys(parts: Mapping[str, ad.AnnData], match_on: str, gene_list: Sequence[str] | None = None, *,
+                min_shared: int = MIN_SHARED_GENES, what: str = "the mix") -> pd.Index:  # fmt: skip
+    """Keys present in every part, in the first part's order (or the gene list's order).
+
+    Datasets that share fewer than ``min_shared`` genes fail (a model on a handful of mostly mitochondrial genes
+    would train without a word); a gene list is the user's own choice and is not held to it."""
     keysets = {d: gene_keys(a, match_on) for d, a in parts.items()}
     for d, keys in keysets.items():
         if keys.has_duplicates:
@@ -81,6 +88,13 @@ def shared_keys(parts: Mapping[str, ad.AnnData], match_on: str, gene_list: Seque
         before = len(shared)
         shared = shared[shared.isin(keysets[d])]
         log.info("genes: %d of %d shared after adding dataset '%s'", len(shared), before, d)
+    if len(names) > 1 and len(shared) < min_shared:
+        sizes = ", ".join(f"{d} {len(keysets[d]):,}" for d in names)
+        raise ScmixInputError(
+            f"the datasets of {what} share only {len(shared):,} genes (matched on {match_on}; genes per dataset: "
+            f"{sizes}), fewer than genes.min_shared = {min_shared:,}; check that the datasets name genes the same "
+            "way (genes.match_on), or lower genes.min_shared"
+        )
     if len(shared) == 0:
         raise ScmixInputError(f"datasets {names} share no genes (matched on {match_on})")
     return shared

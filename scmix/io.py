@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scmix.errors import ScmixInputError
+from scmix.errors import ScmixInputError, writing
 
 
 def counts_matrix(adata: ad.AnnData):
@@ -28,31 +28,31 @@ def invalid_count_values(values: np.ndarray) -> np.ndarray:
         return ~np.isfinite(values) | (values < 0) | (values != np.round(values))
 
 
-def check_integer_counts(X, *, dataset: str | None = None, path: str | None = None) -> None:
+def check_integer_counts(X, *, dataset: str | None = None, path: str | None = None, mix: str | None = None) -> None:
     """Raise a ScmixInputError unless every stored value is a finite non-negative integer.
 
     Nothing is coerced: a count likelihood on rounded floats would silently model something else.
     """
+    where = {"dataset": dataset, "path": path, "mix": mix}
     values = X.data if sp.issparse(X) else np.asarray(X)
     if values.size == 0:
         return
     if not np.issubdtype(values.dtype, np.number):
-        raise ScmixInputError(f"counts have non-numeric dtype {values.dtype}", dataset=dataset, path=path)
+        raise ScmixInputError(f"counts have non-numeric dtype {values.dtype}", **where)
     if np.issubdtype(values.dtype, np.floating):
         bad = ~np.isfinite(values)
         if bad.any():
-            raise ScmixInputError(f"counts hold {int(bad.sum())} NaN/inf values", dataset=dataset, path=path)
+            raise ScmixInputError(f"counts hold {int(bad.sum())} NaN/inf values", **where)
         frac = values != np.round(values)
         if frac.any():
             example = values[frac][0].item()
             raise ScmixInputError(
                 f"counts must be integers but {int(frac.sum())} values are not (e.g. {example!r}); "
                 "this looks like normalised data, which a count model cannot use",
-                dataset=dataset,
-                path=path,
+                **where,
             )
     if (values < 0).any():
-        raise ScmixInputError(f"counts hold {int((values < 0).sum())} negative values", dataset=dataset, path=path)
+        raise ScmixInputError(f"counts hold {int((values < 0).sum())} negative values", **where)
 
 
 def require_unique(ids, what: str, *, dataset: str | None = None, path: str | None = None) -> None:
@@ -73,12 +73,12 @@ def as_csr_counts(X) -> sp.csr_matrix:
     return X
 
 
-def read_h5ad(path: str | os.PathLike, *, dataset: str | None = None) -> ad.AnnData:
+def read_h5ad(path: str | os.PathLike, *, dataset: str | None = None, mix: str | None = None) -> ad.AnnData:
     """Read an h5ad, turning a missing or corrupt file into a ScmixInputError naming it."""
     try:
         return ad.read_h5ad(path)
     except (OSError, KeyError, ValueError) as err:
-        raise ScmixInputError(f"cannot read h5ad: {err}", dataset=dataset, path=str(path)) from err
+        raise ScmixInputError(f"cannot read h5ad: {err}", dataset=dataset, mix=mix, path=str(path)) from err
 
 
 def sibling_tempfile(path: Path, suffix: str = "") -> str:
@@ -103,7 +103,8 @@ def write_h5ad(adata: ad.AnnData, path: str | os.PathLike) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = sibling_tempfile(path, suffix=".tmp")
     try:
-        adata.write_h5ad(tmp, compression="gzip")
+        with writing(path):
+            adata.write_h5ad(tmp, compression="gzip")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -116,7 +117,8 @@ def write_table(df, path: str | os.PathLike, **kwargs) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        df.to_csv(tmp, sep="\t", index=kwargs.pop("index", False), **kwargs)
+        with writing(path):
+            df.to_csv(tmp, sep="\t", index=kwargs.pop("index", False), **kwargs)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from scmix.errors import ScmixInputError
-from scmix.genes import highly_variable, resolve_match_on, select, shared_keys
+from scmix.genes import MIN_SHARED_GENES, highly_variable, resolve_match_on, select, shared_keys
 
 
 def components(recipe: Mapping, mix: str) -> list[dict]:
@@ -99,11 +99,12 @@ def draw(n_available: int, n: int, seed: int, dataset: str, part: int = 1, parts
 
 def make_mix(mix: str, recipe: Mapping, parts: Mapping[str, ad.AnnData], seed: int, *, match_on: str = "auto",
              gene_list: Sequence[str] | None = None, n_top_genes: int | None = None, hvg_flavor: str = "seurat_v3",
-             hvg_batch_key: str | None = "dataset") -> ad.AnnData:  # fmt: skip
-    """Draw the recipe's cells from each dataset's training part and join them on harmonised genes."""
+             hvg_batch_key: str | None = "dataset", min_shared: int = MIN_SHARED_GENES) -> ad.AnnData:  # fmt: skip
+    """Draw the recipe's cells from each dataset's training part and join them on harmonised genes (at least
+    ``min_shared`` of them when the mix has several datasets)."""
     counts = recipe_counts(recipe, {d: p.n_obs for d, p in parts.items()}, mix)
     match_on = resolve_match_on(parts, match_on)
-    keys = shared_keys(parts, match_on, gene_list)
+    keys = shared_keys(parts, match_on, gene_list, min_shared=min_shared, what=f"mix '{mix}'")
     replace = bool(recipe.get("replace", False))
     var = select(parts[next(iter(parts))][:0], keys, match_on).var.copy()  # names from the first dataset
     var["match_key"] = keys.to_numpy()
@@ -128,7 +129,8 @@ def make_mix(mix: str, recipe: Mapping, parts: Mapping[str, ad.AnnData], seed: i
         hvg = highly_variable(out, int(n_top_genes), hvg_flavor, hvg_batch_key)
         out = out[:, hvg].copy()
     out.uns["mix"] = {"name": mix, "seed": int(seed), "cells_per_dataset": counts, "n_genes": out.n_vars,
-                      "match_on": match_on, "n_top_genes": int(n_top_genes or 0)}  # fmt: skip
+                      "n_shared_genes": len(keys), "match_on": match_on,
+                      "n_top_genes": int(n_top_genes or 0)}  # fmt: skip
     return out
 
 

@@ -20,27 +20,30 @@ from scmix.models.counts import CellData
 from scmix.modelspec import covariates
 
 
-def check_counts(X, obs: pd.DataFrame, *, name: str, path: str | None) -> None:
-    """``check_integer_counts``, naming the datasets whose cells hold the bad values when ``obs`` has them."""
+def check_counts(X, obs: pd.DataFrame, *, name: str, path: str | None, kind: str = "dataset") -> None:
+    """``check_integer_counts``, naming the datasets whose cells hold the bad values when ``obs`` has them.
+
+    ``name`` is what the cells are (``kind``: a dataset, or a mix)."""
     try:
-        check_integer_counts(X, dataset=name, path=path)
+        check_integer_counts(X, path=path)
     except ScmixInputError as err:
         if "dataset" not in obs:
-            raise
+            raise ScmixInputError(err.what, path=path, **{kind: name}) from None
         X = sp.csr_matrix(X)
         rows = np.unique(np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[invalid_count_values(X.data)])
         culprits = sorted(set(obs["dataset"].astype(str).to_numpy()[rows]))
-        raise ScmixInputError(f"{err.what} (in cells of dataset(s) {', '.join(culprits)})", dataset=name,
-                              path=path) from None  # fmt: skip
+        raise ScmixInputError(f"{err.what} (in cells of dataset(s) {', '.join(culprits)})", path=path,
+                              **{kind: name}) from None  # fmt: skip
 
 
-def vocabulary(obs: pd.DataFrame, names: list[str], *, name: str, path: str | None) -> dict[str, list[str]]:
+def vocabulary(obs: pd.DataFrame, names: list[str], *, name: str, path: str | None,
+               kind: str = "dataset") -> dict[str, list[str]]:  # fmt: skip
     """The categories of each covariate, in sorted order (code = position + 1)."""
     vocab = {}
     for c in names:
         if c not in obs:
             raise ScmixInputError(f"the model needs obs column '{c}', which is missing (has {list(obs.columns)})",
-                                  dataset=name, path=path)  # fmt: skip
+                                  path=path, **{kind: name})  # fmt: skip
         vocab[c] = sorted(set(obs[c].astype(str)))
     return vocab
 
@@ -64,11 +67,13 @@ def cell_data(X, obs: pd.DataFrame, *, transform: str | None, vocab: Mapping, de
     return CellData(X, codes=encode(obs, vocab), target=target, device=device)
 
 
-def prepare(adata, spec: Mapping, *, name: str, path: str | None = None, vocab=None, device="cpu"):
-    """(CellData on ``device``, vocabulary) for a model spec; ``vocab`` None fixes it from these cells."""
+def prepare(adata, spec: Mapping, *, name: str, path: str | None = None, vocab=None, device="cpu",
+            kind: str = "dataset"):  # fmt: skip
+    """(CellData on ``device``, vocabulary) for a model spec; ``vocab`` None fixes it from these cells.
+    ``name`` is what the cells are (``kind``: a dataset, or a mix), for messages."""
     X = sp.csr_matrix(counts_matrix(adata))
-    check_counts(X, adata.obs, name=name, path=path)
+    check_counts(X, adata.obs, name=name, path=path, kind=kind)
     if vocab is None:
-        vocab = vocabulary(adata.obs, covariates(spec), name=name, path=path)
+        vocab = vocabulary(adata.obs, covariates(spec), name=name, path=path, kind=kind)
     transform = spec["transform"] if spec["likelihood"] == "gaussian" else None
     return cell_data(X, adata.obs, transform=transform, vocab=vocab, device=device), vocab

@@ -50,6 +50,9 @@ DEFAULTS = {
     "gpu": 1,
 }
 
+# keys that say where and how a model is trained, not what is trained: they are left out of what reruns training
+SCHEDULING_KEYS = ("threads", "gpu", "device")
+
 # keys that go to the torch module (the rest drive the trainer or the scheduler)
 MODULE_KEYS = (
     "n_latent", "hidden", "decoder_hidden", "likelihood", "dispersion", "library", "dropout", "norm",
@@ -77,6 +80,11 @@ def resolve(name: str, spec: Mapping) -> dict:
     if out["dispersion"] == "gene-batch" and lik not in ("nb", "zinb"):
         raise ValueError(f"{where}: dispersion gene-batch applies to nb and zinb only")
     return out
+
+
+def training_spec(spec: Mapping) -> dict:
+    """A model's spec without its scheduling keys: what a trained model depends on."""
+    return {k: copy.deepcopy(v) for k, v in spec.items() if k not in SCHEDULING_KEYS}
 
 
 def covariates(spec: Mapping) -> list[str]:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from scmix.errors import ScmixInputError
 from scmix.io import counts_matrix
 
 QC_MODES = ("single_cell", "bulk")
@@ -173,17 +174,33 @@ class _Steps:
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)
 
+    def check_left(self, dataset: str | None, unit: str) -> None:
+        """Fail, naming the step and threshold that removed the last cells (or genes), when none are left."""
+        for kind, left in (("cells", "cells_left"), ("genes", "genes_left")):
+            if self.rows[-1][left] > 0:
+                continue
+            last = next(r for r in self.rows if r[left] == 0)
+            what = f"{unit}s" if kind == "cells" else "genes"
+            raise ScmixInputError(
+                f"QC removed every {unit if kind == 'cells' else 'gene'}: step {last['step']} "
+                f"(threshold {last['threshold']}) removed the last {last[f'{kind}_removed']:,} {what} of "
+                f"{self.rows[0][left]:,}; change qc.{last['step']} (for this dataset alone: under "
+                f"datasets.{dataset or '<name>'}.qc)",
+                dataset=dataset,
+            )
 
-def run_qc(adata: ad.AnnData, params: Mapping) -> tuple[ad.AnnData, pd.DataFrame]:
+
+def run_qc(adata: ad.AnnData, params: Mapping, *, dataset: str | None = None) -> tuple[ad.AnnData, pd.DataFrame]:
     """Filter cells (samples) then genes; return the filtered copy and a table of what each step removed.
 
     ``adata`` gets the QC metrics in ``obs``/``var`` in place (so a caller can plot before vs after);
-    missing keys in ``params`` take ``QC_DEFAULTS``.
+    missing keys in ``params`` take ``QC_DEFAULTS``. QC that leaves no cell or no gene fails, naming
+    ``dataset`` and the step that removed the last ones.
     """
     params = {**QC_DEFAULTS, **(params or {})}
     mode = params["mode"]
     if mode not in QC_MODES:
-        raise ValueError(f"QC mode must be one of {', '.join(QC_MODES)}, not {mode!r}")
+        raise ScmixInputError(f"qc.mode must be one of {', '.join(QC_MODES)}, not {mode!r}", dataset=dataset)
     qc_metrics(adata, params["mito_prefix"])
     steps = _Steps(adata.n_obs, adata.n_vars)
     obs = adata.obs
@@ -196,7 +213,8 @@ def run_qc(adata: ad.AnnData, params: Mapping) -> tuple[ad.AnnData, pd.DataFrame
         min_count, min_samples = params["min_count"], params["min_samples"]
         n_left = int(steps.keep.sum())
         if min_samples > n_left:
-            raise ValueError(f"QC min_samples={min_samples} is more than the {n_left} samples left: no gene can pass")
+            raise ScmixInputError(f"qc.min_samples={min_samples} is more than the {n_left} samples left, so no gene "
+                                  "can pass; lower qc.min_samples", dataset=dataset)  # fmt: skip
         n_samples = samples_with_min_count(counts_matrix(adata), min_count, rows=steps.keep)
         adata.var["n_samples_min_count"] = n_samples
         gene_keep = n_samples >= min_samples
@@ -216,11 +234,22 @@ def run_qc(adata: ad.AnnData, params: Mapping) -> tuple[ad.AnnData, pd.DataFrame
         steps.genes("min_cells", params["min_cells"], gene_keep)
         used = ("mode", *SINGLE_CELL_KEYS)
 
+    steps.check_left(dataset, "sample" if mode == "bulk" else "cell")
     out = adata[steps.keep, gene_keep].copy()  # one subset: cells and genes together
-    if out.n_obs == 0 or out.n_vars == 0:
-        raise ValueError(f"QC removed every cell or gene ({out.n_obs} cells x {out.n_vars} genes left)")
     out.uns["qc"] = {k: ("" if params[k] is None else params[k]) for k in used}
     return out, steps.table()
+
+
+# the per-cell QC metrics that rule plot_qc draws (the x, y and colour columns of scmix.plots.qc_scatter)
+METRIC_COLUMNS = ("total_counts", "n_genes_by_counts", "pct_counts_mt", "library_size")
+
+
+def cell_metrics(before: ad.AnnData, after: ad.AnnData) -> pd.DataFrame:
+    """Per cell (sample) of ``before`` (with ``run_qc``'s metrics): the metrics, and whether QC kept it."""
+    table = before.obs[[c for c in METRIC_COLUMNS if c in before.obs]].copy()
+    table["kept"] = before.obs_names.isin(after.obs_names)
+    table.index.name = "cell_id"
+    return table
 
 
 def plot_thresholds(params: Mapping) -> dict:

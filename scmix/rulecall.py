@@ -1,19 +1,101 @@
-"""How a rule script runs a package function: logging to the rule's log, bad input as one clear line."""
+"""How a rule script runs a package function: logging to the rule's log, bad input as one clear line.
+
+Before the function runs, every output the job declares is checked to lie inside the working directory's
+``results/`` or ``resources/`` (a name can never make a job write elsewhere) and each output folder to be
+writable, so a read-only or full ``results/`` stops the job before a long step rather than after it. Bad input
+(``ScmixInputError``) and a file system that refuses a write (no space, read-only, no permission) end the job
+with one line in the log and on stderr, and exit status 1: no traceback.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import tempfile
+from pathlib import Path
 
-from scmix.errors import ScmixInputError
+from scmix.errors import WRITE_ERRNOS, ScmixInputError
 from scmix.logs import setup
+
+# where a job may write, relative to the working directory (logs/ and benchmarks are Snakemake's own)
+OUTPUT_ROOTS = ("results", "resources")
+# what a job writes to learn that a folder is writable
+_PROBE = ".scmix-write-test."
+
+
+def check_outputs(outputs, workdir: Path | None = None) -> None:
+    """Every output lies inside ``results/`` or ``resources/`` of the working directory, and its folder can be
+    created and written to (a small probe file is written and removed)."""
+    root = Path(workdir or os.getcwd()).resolve()
+    allowed = [root / r for r in OUTPUT_ROOTS]
+    folders = []
+    for out in outputs:
+        path = (root / out).resolve()
+        if not any(path.is_relative_to(a) and path != a for a in allowed):
+            raise ScmixInputError(f"output '{out}' lies outside {' and '.join(r + '/' for r in OUTPUT_ROOTS)} of "
+                                  f"the working directory {root}; refusing to write there")  # fmt: skip
+        folders.append(path.parent)
+    for folder in dict.fromkeys(folders):
+        problem = _writable(folder)
+        if problem:
+            raise ScmixInputError(f"cannot write to folder {folder}: {problem}; free space or fix the permissions "
+                                  "(or mount) of results/ and rerun")  # fmt: skip
+
+
+def _writable(folder: Path) -> str | None:
+    """None if a small file can be written (and removed) in ``folder``, else the reason."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=_PROBE, dir=folder)  # a name of its own: jobs run side by side
+        try:
+            os.write(fd, b"0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            Path(probe).unlink(missing_ok=True)
+    except OSError as err:
+        return os.strerror(err.errno) if err.errno else str(err)
+    return None
+
+
+def unwritable_results(workdir: Path | None = None) -> str | None:
+    """A line for the first output folder (``results/``, ``resources/`` and the folders just below them) that
+    exists and cannot be written, else None: checked when a run starts, before any job."""
+    root = Path(workdir or os.getcwd())
+    for top in OUTPUT_ROOTS:
+        base = root / top
+        folders = [base, *sorted(p for p in base.iterdir() if p.is_dir())] if base.is_dir() else []
+        for folder in folders:
+            problem = _writable(folder)
+            if problem:
+                return (f"cannot write to folder {folder}: {problem}; free space or fix the permissions (or mount) "
+                        f"of {top}/ and rerun")  # fmt: skip
+    return None
+
+
+def _write_error(err: OSError) -> str | None:
+    """One line for an OSError that is the file system refusing a write, else None."""
+    if err.errno not in WRITE_ERRNOS:
+        return None
+    where = f"'{err.filename}'" if err.filename else "an output file"
+    return f"cannot write {where}: {os.strerror(err.errno)}; free space or fix the permissions and rerun"
 
 
 def run(main, smk) -> None:
     setup(smk.log[0] if len(smk.log) else None)
     rule = getattr(smk, "rule", "?")
+    log = logging.getLogger("scmix")
+    outputs = list(smk.output)
     try:
+        check_outputs(outputs)
         main(smk)
     except ScmixInputError as err:
-        logging.getLogger("scmix").error("rule %s: %s", rule, err)
+        log.error("rule %s: %s", rule, err)
+        sys.exit(1)
+    except OSError as err:
+        line = _write_error(err)
+        if line is None:
+            raise
+        log.error("rule %s: %s", rule, line)
         sys.exit(1)

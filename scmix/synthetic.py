@@ -40,13 +40,13 @@ def read_label_map(path) -> dict[str, str]:
     return dict(zip(fine, table.iloc[:, 1].str.strip(), strict=True))
 
 
-def coarse_labels(labels: np.ndarray, label_map: Mapping[str, str], *, path=None, dataset=None) -> np.ndarray:
+def coarse_labels(labels: np.ndarray, label_map: Mapping[str, str], *, path=None, **where) -> np.ndarray:
     """Map fine labels to coarse ones; a label the map lacks is an error that lists every such label."""
     labels = np.asarray(labels, dtype=str)
     missing = sorted(str(v) for v in set(labels) - set(label_map))
     if missing:
-        raise ScmixInputError(f"labels missing from the label map: {missing}", dataset=dataset,
-                              path=str(path) if path else None)  # fmt: skip
+        raise ScmixInputError(f"labels missing from the label map: {missing}", path=str(path) if path else None,
+                              **where)  # fmt: skip
     return np.array([label_map[v] for v in labels], dtype=object).astype(str)
 
 

@@ -23,19 +23,19 @@ from scmix.train import resolve_device
 def main(smk):
     w = smk.wildcards
     torch.set_num_threads(smk.threads)
-    p = smk.params.evaluation
+    p = smk.params
     seed = int(w.seed)
-    device = resolve_device(p["device"])
+    device = resolve_device(smk.resources.device)
     model, ckpt = load_checkpoint(smk.input.model, device=device)
     adata = read_h5ad(smk.input.eval, dataset=w.eval_set)
-    counts, overlap = model_counts(adata, ckpt, min_overlap=p["min_gene_overlap"], name=w.eval_set,
+    counts, overlap = model_counts(adata, ckpt, min_overlap=p.min_gene_overlap, name=w.eval_set,
                                    path=smk.input.eval)  # fmt: skip
     keys = {"model": w.model, "mix": w.mix, "seed": seed, "eval_set": w.eval_set}
 
-    sample = p["reconstruction"] == "sample"
+    sample = p.reconstruction == "sample"
     rho = reconstructed_proportions(model, ckpt["meta"], counts, adata.obs, device=device, sample=sample, seed=seed)
-    per_cell = reconstruction_accuracy(counts, rho, n_top_genes=p["n_top_genes"])
-    like = heldout_likelihood(model, ckpt["meta"], counts, adata.obs, n_samples=p["likelihood_samples"],
+    per_cell = reconstruction_accuracy(counts, rho, n_top_genes=p.n_top_genes)
+    like = heldout_likelihood(model, ckpt["meta"], counts, adata.obs, n_samples=p.likelihood_samples,
                               device=device, seed=seed)  # fmt: skip
     per_cell = per_cell.join(like)
     per_cell.insert(0, "cell_id", adata.obs_names.to_numpy())
@@ -47,7 +47,7 @@ def main(smk):
     summary["gene_overlap"] = overlap
     likelihood = likelihood_summary(per_cell, list(keys))
     likelihood.insert(4, "likelihood", ckpt["meta"]["spec"]["likelihood"])
-    likelihood["n_samples"] = p["likelihood_samples"]
+    likelihood["n_samples"] = p.likelihood_samples
 
     genes = gene_fit(counts, rho, expected_zero_fraction(model, ckpt["meta"], counts, adata.obs, device=device))
     genes.insert(0, "gene", [str(g) for g in ckpt["genes"]])
@@ -56,7 +56,7 @@ def main(smk):
         "NLL %.2f, ELBO %.2f, log p(x) %.2f (%d samples); median explained variance %.3f; zero fraction "
         "observed - expected %.4f",
         w.model, w.mix, w.seed, w.eval_set, len(per_cell), 100 * overlap, per_cell["pearson"].mean(),
-        like["recon_nll"].mean(), like["elbo"].mean(), like["marginal_ll"].mean(), p["likelihood_samples"],
+        like["recon_nll"].mean(), like["elbo"].mean(), like["marginal_ll"].mean(), p.likelihood_samples,
         genes["explained_variance"].median(),
         (genes["observed_zero_fraction"] - genes["expected_zero_fraction"]).mean(),
     )  # fmt: skip

@@ -18,14 +18,14 @@ from scmix.train import resolve_device
 def main(smk):
     w = smk.wildcards
     torch.set_num_threads(smk.threads)
-    p = smk.params.evaluation
-    keys = list(p["latent"]["keys"])
-    device = resolve_device(p["device"])
+    p = smk.params
+    keys = list(p.label_keys)
+    device = resolve_device(smk.resources.device)
     model, ckpt = load_checkpoint(smk.input.model, device=device)
     zs, obs = [], []
     for eval_set, path in zip(smk.params.eval_sets, smk.input.eval, strict=True):
         adata = read_h5ad(path, dataset=eval_set)
-        counts, _ = model_counts(adata, ckpt, min_overlap=p["min_gene_overlap"], name=eval_set, path=path)
+        counts, _ = model_counts(adata, ckpt, min_overlap=p.min_gene_overlap, name=eval_set, path=path)
         zs.append(latent_means(model, ckpt["meta"], counts, adata.obs, device=device))
         o = pd.DataFrame({"cell_id": adata.obs_names.to_numpy(), "eval_set": eval_set})
         for k in keys:

@@ -6,7 +6,7 @@ import logging
 import anndata as ad
 
 from scmix import rulecall
-from scmix.genes import read_gene_list, resolve_match_on, shared_keys
+from scmix.genes import MIN_SHARED_GENES, read_gene_list, resolve_match_on, shared_keys
 from scmix.io import read_h5ad, write_h5ad, write_table
 from scmix.mix import check_no_leak, make_mix, manifest, manifest_summary, mix_cell_ids, qualified_ids
 
@@ -17,14 +17,15 @@ def main(smk):
     parts = {d: read_h5ad(p, dataset=d) for d, p in zip(smk.params.datasets, smk.input.train, strict=True)}
     gene_list = read_gene_list(smk.input.gene_list) if smk.input.get("gene_list") else None
     match_on = g["match_on"]
+    min_shared = g.get("min_shared", MIN_SHARED_GENES)
     if smk.params.universe:  # genes.universe: all — the genes every dataset of the study shares
         every = {d: ad.read_h5ad(p, backed="r") for d, p in zip(smk.params.universe, smk.input.universe, strict=True)}
         match_on = resolve_match_on(every, match_on)
-        gene_list = list(shared_keys(every, match_on, gene_list))
+        gene_list = list(shared_keys(every, match_on, gene_list, min_shared=min_shared, what="the gene universe"))
         logging.info("gene universe: %d genes (%s) shared by all %d datasets", len(gene_list), match_on, len(every))
     adata = make_mix(mix, smk.params.recipe, parts, seed, match_on=match_on, gene_list=gene_list,
                      n_top_genes=g.get("n_top_genes"), hvg_flavor=g["hvg_flavor"],
-                     hvg_batch_key=g.get("hvg_batch_key"))  # fmt: skip
+                     hvg_batch_key=g.get("hvg_batch_key"), min_shared=min_shared)  # fmt: skip
     eval_ids = {
         d: qualified_ids(d, ad.read_h5ad(p, backed="r").obs_names)
         for d, p in zip(smk.params.eval_sets, smk.input.eval, strict=True)

@@ -15,44 +15,43 @@ from scmix.synthetic import coarse_labels, discriminator_auc, read_label_map, ut
 from scmix.train import resolve_device
 
 
-def labels_of(adata, key, name, path):
+def labels_of(adata, key, path, **where):
     if key not in adata.obs:
         raise ScmixInputError(f"synthetic utility needs obs column '{key}' (has {list(adata.obs.columns)})",
-                              dataset=name, path=path)  # fmt: skip
+                              path=path, **where)  # fmt: skip
     return adata.obs[key].astype(str).to_numpy()
 
 
 def main(smk):
     w = smk.wildcards
     torch.set_num_threads(smk.threads)
-    p = smk.params.evaluation
-    s = p["synthetic"]
-    seed, key = int(w.seed), s["label_key"]
-    device = resolve_device(p["device"])
+    p = smk.params
+    seed, key = int(w.seed), p.label_key
+    device = resolve_device(smk.resources.device)
     xgb_device = "cuda" if device.type == "cuda" else "cpu"
     model, ckpt = load_checkpoint(smk.input.model, device=device)
-    train = read_h5ad(smk.input.mix, dataset=w.mix)
+    train = read_h5ad(smk.input.mix, mix=w.mix)
     held = read_h5ad(smk.input.eval, dataset=w.eval_set)
-    X_train, _ = model_counts(train, ckpt, min_overlap=1.0, name=f"mix {w.mix}", path=smk.input.mix)
-    X_held, _ = model_counts(held, ckpt, min_overlap=p["min_gene_overlap"], name=w.eval_set, path=smk.input.eval)
-    y_train = labels_of(train, key, f"mix {w.mix}", smk.input.mix)
-    y_held = labels_of(held, key, w.eval_set, smk.input.eval)
+    X_train, _ = model_counts(train, ckpt, min_overlap=1.0, name=w.mix, kind="mix", path=smk.input.mix)
+    X_held, _ = model_counts(held, ckpt, min_overlap=p.min_gene_overlap, name=w.eval_set, path=smk.input.eval)
+    y_train = labels_of(train, key, smk.input.mix, mix=w.mix)
+    y_held = labels_of(held, key, smk.input.eval, dataset=w.eval_set)
 
-    X_synth, y_synth = generate_cells(model, ckpt["meta"], train.obs, key, s["cells_per_label"], seed=seed,
+    X_synth, y_synth = generate_cells(model, ckpt["meta"], train.obs, key, p.cells_per_label, seed=seed,
                                       device=device)  # fmt: skip
     logx_train = log1p_cp10k(X_train)
-    features = top_variable_genes(logx_train, s["n_features"])
+    features = top_variable_genes(logx_train, p.n_features)
     real_train, real_held, synth = logx_train[:, features], log1p_cp10k(X_held)[:, features], \
         log1p_cp10k(X_synth)[:, features]  # fmt: skip
     logging.info("%s | %s | seed %d on %s: %d real training, %d real held-out, %d synthetic cells (%d per label); "
                  "%d feature genes", w.model, w.mix, seed, w.eval_set, len(y_train), len(y_held), len(y_synth),
-                 s["cells_per_label"], len(features))  # fmt: skip
+                 p.cells_per_label, len(features))  # fmt: skip
 
     levels = [("fine", y_train, y_held, y_synth)]
     if smk.input.get("label_map"):
         m = read_label_map(smk.input.label_map)
-        named = ((y_train, w.mix), (y_held, w.eval_set), (y_synth, w.model))
-        levels.append(("coarse", *(coarse_labels(y, m, path=smk.input.label_map, dataset=d) for y, d in named)))
+        named = ((y_train, {"mix": w.mix}), (y_held, {"dataset": w.eval_set}), (y_synth, {"model": w.model}))
+        levels.append(("coarse", *(coarse_labels(y, m, path=smk.input.label_map, **d) for y, d in named)))
     parts = []
     for level, a, b, c in levels:
         scores = utility(real_train, a, real_held, b, synth, c, seed=seed, device=xgb_device, n_jobs=smk.threads)

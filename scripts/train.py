@@ -1,10 +1,11 @@
-"""Rule train: fit one model on one mix and seed; write checkpoint, per-epoch TSV and loss curve."""
+"""Rule train: fit one model on one mix and seed; write the checkpoint and the per-epoch TSV (rule plot_loss
+draws its curve)."""
 
 import logging
 
 import torch
 
-from scmix import plots, rulecall
+from scmix import rulecall
 from scmix.checkpoint import save_checkpoint
 from scmix.io import read_h5ad, write_table
 from scmix.modeldata import prepare
@@ -16,10 +17,10 @@ def main(smk):
     model_name, mix, seed = smk.wildcards.model, smk.wildcards.mix, int(smk.wildcards.seed)
     torch.set_num_threads(smk.threads)
     spec = dict(smk.params.spec)
-    cfg = TrainConfig.from_mapping(spec, seed=seed)
+    cfg = TrainConfig.from_mapping(spec, seed=seed, device=smk.resources.device)
     device = resolve_device(cfg.device)
-    adata = read_h5ad(smk.input.h5ad, dataset=mix)
-    data, vocab = prepare(adata, spec, name=f"mix {mix}", path=smk.input.h5ad, device=device)
+    adata = read_h5ad(smk.input.h5ad, mix=mix)
+    data, vocab = prepare(adata, spec, name=mix, kind="mix", path=smk.input.h5ad, device=device)
     gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
     logging.info(
         "training %s (%s, %s likelihood) on mix %s seed %d: %d cells x %d genes on device %s%s, %d threads",
@@ -45,7 +46,6 @@ def main(smk):
     save_checkpoint(smk.output.model, model, architecture=spec["architecture"], model_kwargs=kwargs,
                     genes=adata.var_names, meta=meta)  # fmt: skip
     write_table(history, smk.output.history)
-    plots.loss_curve(history, smk.output.curve, title=f"{model_name} | {mix} | seed {seed}")
 
 
 rulecall.run(main, snakemake)  # noqa: F821

@@ -1,13 +1,14 @@
 """Every rule declares a conda env, and each env pins versions of everything its rules' scripts import —
 directly or through the scmix modules they use (conda cannot run here, so this is checked statically)."""
 
-import ast
 import re
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from scmix import deps
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,46 +36,10 @@ def rules() -> dict[str, dict]:
     return out
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Every module named by an import statement anywhere in the file (function-level imports included)."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module)
-            if node.module == "scmix":
-                names |= {f"scmix.{a.name}" for a in node.names}
-    return names
-
-
-def scmix_file(module: str) -> Path | None:
-    base = REPO / Path(*module.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def third_party_imports(script: Path) -> set[str]:
-    """Top-level third-party packages a script needs, following the scmix modules it imports."""
-    seen, todo, needed = set(), [script], set()
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for module in imported_modules(path):
-            top = module.split(".")[0]
-            if top == "scmix":
-                parts = module.split(".")
-                for i in range(1, len(parts) + 1):  # scmix.models.vae also runs scmix/models/__init__.py
-                    f = scmix_file(".".join(parts[:i]))
-                    if f is not None:
-                        todo.append(f)
-            elif top not in sys.stdlib_module_names and top != "__future__":
-                needed.add(top)
-    return needed
+    """Top-level third-party packages a script needs, following the scmix modules it imports (the workflow's own
+    walk, which also makes each rule depend on those modules)."""
+    return deps.third_party_imports(script, REPO)
 
 
 def env_packages(path: Path) -> dict[str, str | None]:
@@ -121,9 +86,10 @@ def test_env_provides_what_the_rule_script_imports(name):
 
 
 def test_the_import_scan_sees_through_the_package():
-    """The scan itself: scripts/train.py reaches torch through scmix.models and scanpy through scmix.transforms."""
+    """The scan itself: scripts/train.py reaches torch through scmix.models and scanpy through scmix.transforms, and
+    no plotting library (rule plot_loss draws the curves)."""
     needed = third_party_imports(REPO / "scripts" / "train.py")
-    assert {"torch", "numpy", "pandas", "matplotlib", "scanpy"} <= needed
+    assert {"torch", "numpy", "pandas", "scanpy"} <= needed and "matplotlib" not in needed
     assert not needed & {"os", "sys", "scmix", "logging"}
 
 
@@ -160,7 +126,7 @@ def test_the_package_is_reachable_from_every_rule_script_as_under_sdm_conda():
     assert {s.parent for s in scripts} == {REPO / "scripts"}
     modules = set()
     for script in scripts:
-        mine = {m for m in imported_modules(script) if m.split(".")[0] == "scmix"}
+        mine = {m for m in deps.imported_modules(script) if m.split(".")[0] == "scmix" and deps.module_file(m, REPO)}
         assert mine, f"{script.name} imports nothing from scmix"
         modules |= mine
     res = conda_job_imports(modules, [REPO / "scripts"])

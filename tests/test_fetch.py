@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import http.server
 import io
+import os
 import tarfile
 import threading
 import zipfile
@@ -170,3 +171,150 @@ def test_manifest_records_the_files_checksum_with_or_without_a_configured_one(se
         out = fetch_dataset("d", spec, tmp_path / f"d{i}")
         record = json.loads((out / "manifest.json").read_text())["files"][0]
         assert record["sha256"] == digest and record["bytes"] == len(PAYLOAD)
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield 0o022
+    os.umask(old)
+
+
+def test_local_sources_state_follows_every_file_under_a_folder(tmp_path, monkeypatch):
+    from scmix.fetch import local_sources_state
+
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("a")
+    (src / "sub" / "b.txt").write_text("bb")
+    (tmp_path / "labels.csv").write_text("barcode\n")
+    spec = {"source": "tenx", "url": f"file://{src}", "labels": {"url": f"file://{tmp_path}/labels.csv"}, "qc": {}}
+    state = local_sources_state(spec)
+    assert state and len(state) <= 32
+    assert local_sources_state(spec) == state  # unchanged: the same state
+    assert local_sources_state({**spec, "qc": {"min_genes": 5}}) == state
+    (src / "sub" / "b.txt").write_text("bbb")  # another size inside a sub-folder
+    changed = local_sources_state(spec)
+    assert changed != state
+    st = (src / "sub" / "b.txt").stat()
+    os.utime(src / "sub" / "b.txt", ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # the same size, a new mtime
+    assert local_sources_state(spec) not in (state, changed)
+    touched = local_sources_state(spec)
+    (src / "sub" / "c.txt").write_text("")  # a new file
+    assert local_sources_state(spec) != touched
+    (tmp_path / "labels.csv").write_text("barcode\nAAAC-1\n")  # a single-file source changes too
+    assert local_sources_state(spec) != local_sources_state({**spec, "labels": None})
+    # a missing path gives a distinct marker; only file: sources count; a relative file: URL is taken from the cwd
+    assert local_sources_state({"url": f"file://{tmp_path}/nope"}).startswith("missing-")
+    assert local_sources_state({"url": "https://example.org/x.h5"}) == ""
+    assert local_sources_state({"source": "simulated", "cell_types": {"T": 1}}) == ""
+    monkeypatch.chdir(tmp_path)
+    assert local_sources_state({"url": "file:src"}) == local_sources_state({"url": "file:src"})
+    assert local_sources_state({"url": "file:src"}) != local_sources_state({"url": "file:elsewhere"})
+    assert not local_sources_state({"url": "file:src"}).startswith("missing-")
+
+
+def test_each_stage_is_given_only_the_keys_it_reads():
+    from scmix.fetch import download_spec, parse_spec
+
+    spec = {"source": "tenx", "url": "https://x/m.tar.gz", "sha256": "a" * 64, "path": "hg19", "gex_only": False,
+            "labels": {"url": "file:l.csv", "barcode_column": "bc", "min_match": 0.5}, "qc": {"min_genes": 3},
+            "split": {"eval_fraction": 0.3}}  # fmt: skip
+    assert download_spec(spec) == {"source": "tenx", "url": "https://x/m.tar.gz", "sha256": "a" * 64,
+                                   "labels": {"url": "file:l.csv"}}  # fmt: skip
+    assert parse_spec(spec) == {k: v for k, v in spec.items() if k not in ("qc", "split")}
+    sim = {"source": "simulated", "n_cells": 50, "cell_types": {"T": 1.0}, "qc": {}, "split": {}}
+    assert download_spec(sim) == {"source": "simulated", "n_cells": 50, "cell_types": {"T": 1.0}}
+
+
+def test_gz_files_inside_a_copied_folder_are_checked(tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "good.tsv.gz").write_bytes(PAYLOAD)
+    (src / "sub" / "bad.tsv.gz").write_bytes(PAYLOAD[: len(PAYLOAD) // 2])
+    url = f"file://{src}"
+    with pytest.raises(ScmixInputError) as err:
+        fetch_dataset("d", {"source": "tenx", "url": url}, tmp_path / "out" / "d")
+    assert str(err.value).startswith(
+        f"dataset 'd', url '{url}', file 'sub/bad.tsv.gz': corrupt or truncated gzip file: Compressed file ended"
+    )
+    assert list((tmp_path / "out").iterdir()) == []  # no copy, no temporary folder
+    (src / "sub" / "bad.tsv.gz").write_bytes(PAYLOAD)
+    out = fetch_dataset("d", {"source": "tenx", "url": url}, tmp_path / "out" / "d")
+    assert (out / "src" / "sub" / "bad.tsv.gz").read_bytes() == PAYLOAD
+
+
+def test_copies_keep_the_sources_restrictions(server, tmp_path, umask_022):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("token")
+    secret.chmod(0o600)
+    mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
+    assert mode(fetch(f"file://{secret}", tmp_path / "copy.txt")) == 0o600
+    src = tmp_path / "src"
+    (src / "private").mkdir(parents=True)
+    (src / "private" / "key.txt").write_text("k")
+    (src / "private" / "key.txt").chmod(0o600)
+    (src / "run.sh").write_text("#!/bin/sh\n")
+    (src / "run.sh").chmod(0o775)  # execute and group-write bits: dropped by 0o666 and the umask
+    (src / "private").chmod(0o700)
+    try:
+        out = fetch(f"file://{src}", tmp_path / "folder")
+    finally:
+        (src / "private").chmod(0o755)
+    assert mode(out) == mode(out / "private") == 0o755
+    assert mode(out / "private" / "key.txt") == 0o600 and mode(out / "run.sh") == 0o644
+    # a download over http is 0o666 less the umask; a 0600 .gz decompressed and a 0600 archive extracted stay 0600
+    assert mode(fetch(f"{server}/data.tsv.gz", tmp_path / "web.tsv.gz")) == 0o644
+    (tmp_path / "s.tsv.gz").write_bytes(PAYLOAD)
+    (tmp_path / "s.tsv.gz").chmod(0o600)
+    _tar_with("m/ok.txt", tmp_path / "s.tar.gz")
+    (tmp_path / "s.tar.gz").chmod(0o600)
+    spec = {"source": "h5ad", "url": f"file://{tmp_path}/s.tsv.gz", "files": [{"url": f"file://{tmp_path}/s.tar.gz"}],
+            "decompress": True}  # fmt: skip
+    raw = fetch_dataset("d", spec, tmp_path / "raw")
+    assert mode(raw / "s.tsv") == mode(raw / "s.tar.gz") == mode(raw / "s" / "m" / "ok.txt") == 0o600
+
+
+def test_messages_name_the_url_as_written_never_a_temporary_path(server, tmp_path, monkeypatch):
+    def message(spec, **kw):
+        with pytest.raises(ScmixInputError) as err:
+            fetch_dataset("d", spec, tmp_path / "raw" / "d", backoff=0.01, **kw)
+        text = str(err.value)
+        assert ".tmp" not in text and ".part" not in text and ".extract" not in text, text
+        assert not (tmp_path / "raw" / "d").exists()
+        return text
+
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    url = f"{server}/data.tsv.gz"
+    assert message({"url": url, "sha256": "0" * 64}) == (
+        f"dataset 'd', url '{url}': sha256 mismatch: expected {'0' * 64}, got {digest}"
+    )
+    assert message({"url": f"{server}/truncated.tsv.gz"}).startswith(
+        f"dataset 'd', url '{server}/truncated.tsv.gz', file 'truncated.tsv.gz': corrupt or truncated gzip file:"
+    )
+    assert message({"url": f"{server}/missing.gz"}) == (
+        f"dataset 'd', url '{server}/missing.gz': cannot fetch: HTTP Error 404: Not Found"
+    )
+    Handler.fail_first, Handler.requests = 10, 0
+    assert message({"url": url}, retries=1) == f"dataset 'd', url '{url}': download failed after 2 attempts: HTTP 503"
+    Handler.fail_first = 0
+    (tmp_path / "cut.tar.gz").write_bytes(PAYLOAD[: len(PAYLOAD) // 2])  # a cut .tar.gz: fails its gzip check
+    (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 not really a zip")
+    (tmp_path / "text.tar.gz").write_bytes(PAYLOAD)  # sound gzip, but no tar inside
+    for name in ("bad.zip", "text.tar.gz"):
+        text = message({"url": f"file://{tmp_path}/{name}"})
+        assert text.startswith(f"dataset 'd', url 'file://{tmp_path}/{name}': corrupt or truncated archive:")
+        assert "\n" not in text  # one line (tarfile lists each method it tried on a line of its own)
+    assert message({"url": f"file://{tmp_path}/cut.tar.gz"}).startswith(
+        f"dataset 'd', url 'file://{tmp_path}/cut.tar.gz', file 'cut.tar.gz': corrupt or truncated gzip file"
+    )
+    nope = f"file://{tmp_path}/nope.h5"
+    assert message({"url": nope}) == f"dataset 'd', url '{nope}': no such file or folder"
+    monkeypatch.chdir(tmp_path)
+    assert message({"url": "file:data/nope.h5"}) == (
+        f"dataset 'd', url 'file:data/nope.h5': no such file or folder (looked for {tmp_path}/data/nope.h5: "
+        "relative to the working directory)"
+    )
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.txt").write_text("x")
+    assert (fetch_dataset("d", {"url": "file:data/x.txt"}, tmp_path / "raw" / "d") / "x.txt").read_text() == "x"

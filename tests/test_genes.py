@@ -20,18 +20,37 @@ def test_ids_match_across_versions_and_renamed_symbols():
     b = dataset(["ACTB", "P53_old", "XIST"], ["ENSG03.9", "ENSG01.1", "ENSG09.1"], seed=1)
     parts = {"a": a, "b": b}
     assert resolve_match_on(parts) == "gene_ids"
-    keys = shared_keys(parts, "gene_ids")
+    keys = shared_keys(parts, "gene_ids", min_shared=1)
     assert list(keys) == ["ENSG01", "ENSG03"]  # first dataset's order, version ignored
     np.testing.assert_array_equal(select(b, keys, "gene_ids").X.toarray(), b.X.toarray()[:, [1, 0]])
-    assert list(shared_keys(parts, "symbols")) == ["ACTB"]
+    assert list(shared_keys(parts, "symbols", min_shared=1)) == ["ACTB"]
 
 
 def test_auto_falls_back_to_symbols_without_ensembl_ids():
     a = dataset(["A", "B"], ["ENSG1", "ENSG2"])
     b = dataset(["B", "A"], ["x", "y"], seed=1)
     assert resolve_match_on({"a": a, "b": b}) == "symbols"
-    with pytest.raises(ScmixInputError, match="share no genes"):
-        shared_keys({"a": a, "b": dataset(["C"], ["z"], seed=2)}, "symbols")
+    with pytest.raises(ScmixInputError, match="share only 0 genes"):
+        shared_keys({"a": a, "b": dataset(["C"], ["z"], seed=2)}, "symbols", min_shared=1)
+
+
+def test_a_mix_of_datasets_sharing_too_few_genes_stops_with_the_numbers_and_the_setting():
+    """29 of 558 genes shared (the mitochondrial genes of two panels, say): not a gene space to train on."""
+    a = dataset([f"G{i}" for i in range(558)], [f"x{i}" for i in range(558)], n=40)
+    b = dataset([f"G{i}" for i in range(529, 1087)], [f"y{i}" for i in range(558)], n=40, seed=1)
+    recipe = {"total_cells": 40, "datasets": {"a": 0.5, "b": 0.5}}
+    with pytest.raises(ScmixInputError) as err:
+        make_mix("ab", recipe, {"a": a, "b": b}, seed=0)
+    assert str(err.value) == (
+        "the datasets of mix 'ab' share only 29 genes (matched on symbols; genes per dataset: a 558, b 558), fewer "
+        "than genes.min_shared = 500; check that the datasets name genes the same way (genes.match_on), or lower "
+        "genes.min_shared"
+    )
+    mix = make_mix("ab", recipe, {"a": a, "b": b}, seed=0, min_shared=29)  # lowered on purpose: it trains on 29
+    assert mix.n_vars == 29 and mix.uns["mix"]["n_shared_genes"] == 29
+    # one dataset alone keeps its genes: nothing is lost to an intersection
+    alone = make_mix("a", {"total_cells": 20, "datasets": {"a": 1.0}}, {"a": a}, seed=0)
+    assert alone.n_vars == alone.uns["mix"]["n_shared_genes"] == 558
 
 
 def test_gene_list_fixes_the_gene_space(tmp_path):

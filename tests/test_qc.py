@@ -85,23 +85,43 @@ def test_qc_plot_shows_before_and_after_with_fewer_points_after(blood, tmp_path)
     assert drawn == {"before": 100, "after": 100}
 
 
-def test_qc_rule_script_writes_plot_and_keeps_raw_counts(blood, tmp_path):
-    raw = blood.copy()
-    raw.write_h5ad(tmp_path / "raw.h5ad")
+def run_rule_script(script: str, workdir, **smk) -> subprocess.CompletedProcess:
+    """A rule script run as Snakemake runs it: ``snakemake`` a namespace of Namedlists, in ``workdir``."""
     driver = textwrap.dedent(
         f"""
         import runpy
         from types import SimpleNamespace as NS
-        smk = NS(wildcards=NS(dataset="blood"), input=NS(h5ad={str(tmp_path / "raw.h5ad")!r}), log=[], rule="qc",
-                 params=NS(qc={{"min_genes": 100, "min_counts": 300}}),
-                 output=NS(h5ad={str(tmp_path / "qc.h5ad")!r}, report={str(tmp_path / "qc.tsv")!r},
-                           plot={str(tmp_path / "qc.png")!r}))
-        runpy.run_path({str(REPO / "scripts" / "qc.py")!r}, init_globals={{"snakemake": smk}})
+        from snakemake.iocontainers import Namedlist
+        parts = {smk!r}
+        smk = NS(**{{k: Namedlist(fromdict=v) if isinstance(v, dict) and k != "config" else v
+                     for k, v in parts.items()}})
+        smk.wildcards = NS(**parts["wildcards"])
+        runpy.run_path({str(REPO / "scripts" / script)!r}, init_globals={{"snakemake": smk}})
         """
     )
-    subprocess.run([sys.executable, "-c", driver], check=True, cwd=REPO, capture_output=True)
-    out = ad.read_h5ad(tmp_path / "qc.h5ad")
-    report = pd.read_csv(tmp_path / "qc.tsv", sep="\t")
+    return subprocess.run([sys.executable, "-c", driver], cwd=workdir, capture_output=True, text=True)
+
+
+# the least config a QC job reads: no model, so no label is required
+NO_MODELS = {
+    "datasets": {"blood": {}},
+    "mixes": {},
+    "models": {},
+    "evaluation": {"synthetic": {"label_key": "cell_type"}},
+}
+
+
+def test_qc_rule_scripts_keep_raw_counts_and_draw_the_plot(blood, tmp_path):
+    raw = blood.copy()
+    raw.write_h5ad(tmp_path / "raw.h5ad")
+    outputs = {"h5ad": "results/qc/blood.h5ad", "report": "results/qc/blood.qc.tsv",
+               "metrics": "results/qc/blood.metrics.tsv"}  # fmt: skip
+    common = {"wildcards": {"dataset": "blood"}, "log": [], "params": {"qc": {"min_genes": 100, "min_counts": 300}},
+              "config": NO_MODELS}  # fmt: skip
+    res = run_rule_script("qc.py", tmp_path, input={"h5ad": "raw.h5ad"}, output=outputs, rule="qc", **common)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = ad.read_h5ad(tmp_path / outputs["h5ad"])
+    report = pd.read_csv(tmp_path / outputs["report"], sep="\t")
     assert list(report["step"]) == ["input", "min_genes", "min_counts", "max_pct_mito", "min_cells"]
     assert_table_adds_up(report.drop(columns="dataset"), raw, out)
     assert out.uns["qc"]["max_pct_mito"] == QC_DEFAULTS["max_pct_mito"]  # missing keys take the defaults
@@ -109,7 +129,17 @@ def test_qc_rule_script_writes_plot_and_keeps_raw_counts(blood, tmp_path):
     expected = raw[out.obs_names, out.var_names].X
     assert out.X.dtype == raw.X.dtype and (out.X != expected).nnz == 0
     assert {"total_counts", "n_genes_by_counts", "pct_counts_mt"} <= set(out.obs) and "mt" in out.var
-    assert_png_drawn(tmp_path / "qc.png")
+    # the per-cell metrics of every input cell, the kept ones marked, for rule plot_qc
+    metrics = pd.read_csv(tmp_path / outputs["metrics"], sep="\t", index_col=0)
+    assert list(metrics.index) == list(raw.obs_names) and metrics["kept"].sum() == out.n_obs
+    assert set(metrics.index[metrics["kept"]]) == set(out.obs_names)
+
+    png = "results/qc/blood.qc.png"
+    res = run_rule_script("plot_qc.py", tmp_path, input={"metrics": outputs["metrics"], "report": outputs["report"]},
+                          output={"png": png}, rule="plot_qc", **common)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert_png_drawn(tmp_path / png)
+    assert f"{raw.n_obs} points before, {out.n_obs} after" in res.stderr
 
 
 def test_bulk_counting_is_exact_on_every_matrix_layout():
@@ -143,7 +173,7 @@ def test_bulk_mode_without_real_data_ignores_cell_filters():
     assert out.var_names.equals(adata.var_names[(counts.toarray() >= 10).sum(0) >= 2])
     with pytest.raises(ValueError, match="min_samples=7 is more than the 6 samples"):
         run_qc(adata.copy(), qc_params({"mode": "bulk", "min_samples": 7}))
-    with pytest.raises(ValueError, match="QC mode"):
+    with pytest.raises(ValueError, match="qc.mode"):
         run_qc(adata.copy(), qc_params({"mode": "bulkk"}))
 
 

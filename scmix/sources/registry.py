@@ -1,6 +1,7 @@
 """Source type -> module under scmix.sources defining parse(name, spec, raw_dir).
 
-Kept free of imports so the Snakefile can read it to make each parse job depend on its own module only.
+Kept free of imports: the workflow reads it while building the DAG, so that each parse job depends on its own
+source module (and what that imports) only.
 """
 
 SOURCES = {
@@ -13,6 +14,3 @@ SOURCES = {
     "geo": "geo",
     "recount3": "recount3",
 }
-
-# modules a source module builds on (their edits rerun its parse jobs too)
-USES = {"perturbseq": ["tenx"]}

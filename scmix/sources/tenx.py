@@ -40,6 +40,9 @@ class Mex(NamedTuple):
     def label(self) -> str:
         return self.prefix.rstrip("_.-") or self.folder.name
 
+    def __str__(self) -> str:  # how messages name it: the folder, and the shared prefix of its files
+        return str(self.folder / f"{self.prefix}*") if self.prefix else str(self.folder)
+
 
 def mex_sets(root: Path) -> list[Mex]:
     found = set()
