@@ -54,7 +54,9 @@ def gaussian_log_prob(x, mean, log_var) -> torch.Tensor:
 def _at_counts(values: torch.Tensor, counts: SparseRows) -> torch.Tensor:
     """The entries of a per-gene (G,) or per-cell-and-gene (cells, G) tensor where counts are stored."""
     if values.dim() == 1:
-        return values[counts.col]
+        # an embedding lookup, not values[col]: col repeats, and the backward of advanced indexing accumulates
+        # the repeats in an order that depends on the CPU threads (two trainings with one seed differed)
+        return torch.nn.functional.embedding(counts.col, values.unsqueeze(1)).squeeze(1)
     return values.reshape(-1)[counts.flat_index]
 
 
