@@ -55,8 +55,9 @@ def targets(cfg):
 
 
 def sacct(env, *fields):
-    res = subprocess.run(["sacct", "-X", "-n", "-P", "-a", "-o", ",".join(fields)], env=env, capture_output=True,
-                         text=True, check=True)  # fmt: skip
+    # -S: sacct lists jobs since midnight by default, so a run across midnight lost its first jobs
+    res = subprocess.run(["sacct", "-X", "-n", "-P", "-a", "-S", "2000-01-01", "-o", ",".join(fields)], env=env,
+                         capture_output=True, text=True, check=True)  # fmt: skip
     return [dict(zip(fields, line.split("|"), strict=True)) for line in res.stdout.splitlines() if line]
 
 
