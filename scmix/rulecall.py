@@ -39,8 +39,12 @@ def check_outputs(outputs, workdir: Path | None = None) -> None:
     for folder in dict.fromkeys(folders):
         problem = _writable(folder)
         if problem:
-            raise ScmixInputError(f"cannot write to folder {folder}: {problem}; free space or fix the permissions "
-                                  "(or mount) of results/ and rerun")  # fmt: skip
+            raise ScmixInputError(_unwritable_line(folder, problem, "results"))
+
+
+def _unwritable_line(folder: Path, problem: str, top: str) -> str:
+    return (f"cannot write to folder {folder}: {problem}; free space or fix the permissions (or mount) of {top}/ "
+            "and rerun")  # fmt: skip
 
 
 def _writable(folder: Path) -> str | None:
@@ -69,8 +73,7 @@ def unwritable_results(workdir: Path | None = None) -> str | None:
         for folder in folders:
             problem = _writable(folder)
             if problem:
-                return (f"cannot write to folder {folder}: {problem}; free space or fix the permissions (or mount) "
-                        f"of {top}/ and rerun")  # fmt: skip
+                return _unwritable_line(folder, problem, top)
     return None
 
 

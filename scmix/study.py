@@ -18,11 +18,15 @@ class ConfigError(ValueError):
     """A config value that cannot work; the message starts with ``config: <key>``."""
 
 
+def _bad_name(where: str, name) -> str:
+    return (f"config: {where} has the name {name!r}, which is not allowed: a name is {NAME_RULE}, since it becomes "
+            "a folder name")  # fmt: skip
+
+
 def check_name(name: str, where: str) -> str:
     """``name`` if it is a valid name (see scmix.names), else a ConfigError naming the key."""
     if not isinstance(name, str) or not NAME.match(name):
-        raise ConfigError(f"config: {where} has the name {name!r}, which is not allowed: a name is {NAME_RULE}, "
-                          "since it becomes a folder name")  # fmt: skip
+        raise ConfigError(_bad_name(where, name))
     return name
 
 
@@ -37,8 +41,7 @@ def schema_error_message(err) -> str:
         err = max(err.context, key=lambda e: (len(e.absolute_path), -len(e.absolute_schema_path)))
     where = key_path(err.absolute_path) or "(top level)"
     if "propertyNames" in err.absolute_schema_path:
-        return (f"config: {where} has the name {err.instance!r}, which is not allowed: a name is {NAME_RULE}, "
-                "since it becomes a folder name")  # fmt: skip
+        return _bad_name(where, err.instance)
     message = err.message
     if len(message) > 300:  # e.g. "... is not valid under any of the given schemas" with a long instance
         message = message[:300] + " ..."
