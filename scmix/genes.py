@@ -24,6 +24,29 @@ _VERSION = re.compile(r"\.\d+$")
 
 # the fewest genes the datasets of a mix (or of the gene universe) must share (config genes.min_shared)
 MIN_SHARED_GENES = 500
+# genome prefixes that 10x references of more than one genome put before every gene name and ID
+GENOME_PREFIX = re.compile(r"^((?:hg19|hg38|GRCh37|GRCh38|mm9|mm10|mm39|GRCm38|GRCm39)[_-])")
+
+
+def genome_prefix(names) -> str | None:
+    """The genome prefix (e.g. ``mm10_``) that most of ``names`` carry, or None."""
+    names = pd.Series(pd.Index(names).astype(str))
+    if not len(names):
+        return None
+    found = names.str.extract(GENOME_PREFIX, expand=False)
+    top = found.value_counts()
+    return str(top.index[0]) if len(top) and top.iloc[0] >= 0.5 * len(names) else None
+
+
+def prefix_hint(parts: Mapping[str, ad.AnnData]) -> str:
+    """'; dataset 'x''s genes carry the genome prefix ...' for the first dataset whose names or IDs carry one."""
+    for d, a in parts.items():
+        for what, names in (("gene names", a.var_names), ("gene IDs", a.var.get("gene_ids", pd.Index([])))):
+            prefix = genome_prefix(names)
+            if prefix:
+                return (f"; dataset '{d}''s {what} carry the genome prefix '{prefix}' (e.g. {pd.Index(names)[0]}): set "
+                        f"genes.strip_prefix: '{prefix}'")  # fmt: skip
+    return ""
 
 
 def has_ensembl_ids(adata: ad.AnnData, min_share: float = 0.9) -> bool:
@@ -33,9 +56,23 @@ def has_ensembl_ids(adata: ad.AnnData, min_share: float = 0.9) -> bool:
     return bool(ids.str.startswith("ENS").mean() >= min_share)
 
 
-def resolve_match_on(parts: Mapping[str, ad.AnnData], match_on: str = "auto") -> str:
+def resolve_match_on(parts: Mapping[str, ad.AnnData], match_on: str = "auto", what: str | None = None) -> str:
+    """The key genes are matched on; with ``what`` (e.g. "mix 'm'"), ``auto``'s decision and its reason are logged."""
     if match_on == "auto":
-        return "gene_ids" if all(has_ensembl_ids(a) for a in parts.values()) else "symbols"
+        lacking = [d for d, a in parts.items() if not has_ensembl_ids(a)]
+        if what:
+            if not lacking:
+                log.info("%s: genes matched on Ensembl IDs (genes.match_on auto): every dataset has them in "
+                         "var['gene_ids']", what)  # fmt: skip
+            else:
+                d = lacking[0]
+                ids = parts[d].var.get("gene_ids")
+                why = "has no var['gene_ids']" if ids is None else (
+                    f"has Ensembl IDs for only {ids.astype(str).str.startswith('ENS').mean():.0%} of its genes "
+                    f"(e.g. {ids.iloc[0]})")  # fmt: skip
+                log.info("%s: genes matched on symbols (genes.match_on auto), since dataset '%s' %s%s", what, d, why,
+                         prefix_hint({d: parts[d]}))  # fmt: skip
+        return "symbols" if lacking else "gene_ids"
     if match_on == "gene_ids":
         lacking = [d for d, a in parts.items() if "gene_ids" not in a.var]
         if lacking:
@@ -81,7 +118,8 @@ def shared_keys(parts: Mapping[str, ad.AnnData], match_on: str, gene_list: Seque
             missing = shared.difference(keysets[d])
             if len(missing):
                 raise ScmixInputError(f"{len(missing)} genes of the gene list are not in the dataset "
-                                      f"(e.g. {list(missing[:3])})", dataset=d)  # fmt: skip
+                                      f"(e.g. {list(missing[:3])}){removed_by_qc(parts[d], missing, match_on)}",
+                                      dataset=d)  # fmt: skip
         return shared
     shared = keysets[names[0]].drop_duplicates()
     for d in names[1:]:
@@ -93,11 +131,28 @@ def shared_keys(parts: Mapping[str, ad.AnnData], match_on: str, gene_list: Seque
         raise ScmixInputError(
             f"the datasets of {what} share only {len(shared):,} genes (matched on {match_on}; genes per dataset: "
             f"{sizes}), fewer than genes.min_shared = {min_shared:,}; check that the datasets name genes the same "
-            "way (genes.match_on), or lower genes.min_shared"
+            f"way (genes.match_on), or lower genes.min_shared{prefix_hint(parts)}"
         )
     if len(shared) == 0:
-        raise ScmixInputError(f"datasets {names} share no genes (matched on {match_on})")
+        raise ScmixInputError(f"datasets {names} share no genes (matched on {match_on}){prefix_hint(parts)}")
     return shared
+
+
+def removed_by_qc(adata: ad.AnnData, missing: pd.Index, match_on: str) -> str:
+    """'; N of them were removed by QC ...' for the genes of ``missing`` that QC removed (``uns["qc_removed_genes"]``
+    of a QC'd dataset), else ''."""
+    table = adata.uns.get("qc_removed_genes")
+    if table is None or not len(table):
+        return ""
+    table = pd.DataFrame(table)
+    keys = table["gene_id"].astype(str).str.replace(_VERSION, "", regex=True) if match_on == "gene_ids" else (
+        table["gene"].astype(str))  # fmt: skip
+    hit = table[keys.isin(missing).to_numpy()]
+    if not len(hit):
+        return "; QC removed none of them, so the dataset never had them"
+    steps = ", ".join(f"{n} by qc.{step}" for step, n in hit["step"].value_counts().items())
+    return (f"; {len(hit)} of them were removed by QC ({steps}; e.g. {hit['gene'].iloc[0]}): change that threshold for "
+            "this dataset (its qc block) or drop them from the gene list")  # fmt: skip
 
 
 def positions(own, keys) -> np.ndarray:

@@ -10,11 +10,17 @@ Two modes (``params["mode"]``):
   samples below an optional ``min_library_size`` are removed, then genes with fewer than ``min_samples``
   samples of at least ``min_count`` counts (edgeR's min-samples rule, as ``R/recount3.R`` applies it).
 
+In both modes, features that are not genes (ERCC spike-ins; ``drop_features``, regular expressions matched against
+each feature's symbol and ID) are removed first, before any library size or metric is computed; their share of
+each cell's counts is recorded (``obs["pct_counts_dropped"]``) and reported. The genes QC removes are listed in
+``uns["qc_removed_genes"]`` (gene, gene_id, step), so a gene list that names one can say why it is missing.
+
 Raw counts are never changed: metrics go to ``obs``/``var`` only. Sparse counts stay sparse.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import anndata as ad
@@ -25,10 +31,13 @@ import scipy.sparse as sp
 from scmix.errors import ScmixInputError
 from scmix.io import counts_matrix
 
+log = logging.getLogger("scmix.qc")
 QC_MODES = ("single_cell", "bulk")
 
 QC_DEFAULTS = {
     "mode": "single_cell",
+    # both modes: features removed before anything is counted (regular expressions on symbol or ID)
+    "drop_features": ["^ERCC-"],
     # single_cell
     "min_genes": 200,
     "min_counts": 0,
@@ -42,8 +51,9 @@ QC_DEFAULTS = {
     "min_library_size": None,
 }
 
-SINGLE_CELL_KEYS = ("min_genes", "min_counts", "max_counts", "max_pct_mito", "min_cells", "mito_prefix")
-BULK_KEYS = ("min_count", "min_samples", "min_library_size", "mito_prefix")
+SINGLE_CELL_KEYS = ("drop_features", "min_genes", "min_counts", "max_counts", "max_pct_mito", "min_cells",
+                    "mito_prefix")  # fmt: skip
+BULK_KEYS = ("drop_features", "min_count", "min_samples", "min_library_size", "mito_prefix")
 
 # rows of the sparse/dense matrix handled at once when counting (bounds the temporary memory)
 _CHUNK = 100_000
@@ -54,14 +64,71 @@ def qc_params(global_qc: Mapping, override: Mapping | None = None) -> dict:
     return {**QC_DEFAULTS, **(global_qc or {}), **(override or {})}
 
 
-def qc_metrics(adata: ad.AnnData, mito_prefix: str) -> None:
-    """Add scanpy's per-cell and per-gene QC metrics (on raw counts) to ``adata`` in place."""
+def feature_names(adata: ad.AnnData) -> pd.Series:
+    """Each feature's symbol (``var["gene_symbols"]`` where the source has it, else the var name)."""
+    symbols = adata.var["gene_symbols"] if "gene_symbols" in adata.var else adata.var_names.to_series()
+    return symbols.astype(str)
+
+
+def matching_features(adata: ad.AnnData, patterns) -> np.ndarray:
+    """Features whose symbol, var name or gene ID matches one of the regular expressions ``patterns``."""
+    hit = np.zeros(adata.n_vars, dtype=bool)
+    columns = [feature_names(adata), adata.var_names.to_series().astype(str)]
+    if "gene_ids" in adata.var:
+        columns.append(adata.var["gene_ids"].astype(str))
+    for pattern in patterns or ():
+        for col in columns:
+            hit |= col.str.contains(pattern, regex=True).to_numpy()
+    return hit
+
+
+def qc_metrics(adata: ad.AnnData, mito_prefix: str, genes: np.ndarray | None = None, *,
+               dataset: str | None = None) -> None:  # fmt: skip
+    """Add scanpy's per-cell and per-gene QC metrics (on raw counts) to ``adata`` in place, computed on the
+    features ``genes`` (a mask; default all): the dropped features count toward no library size."""
     import scanpy as sc
 
-    symbols = adata.var["gene_symbols"] if "gene_symbols" in adata.var else adata.var_names.to_series()
-    adata.var["mt"] = symbols.astype(str).str.startswith(mito_prefix).to_numpy()
+    symbols = feature_names(adata)
+    adata.var["mt"] = symbols.str.startswith(mito_prefix).to_numpy()
+    if genes is not None:
+        adata.var["mt"] &= genes
+    if not adata.var["mt"].any():
+        near = symbols[symbols.str.lower().str.startswith(mito_prefix.lower())]
+        hint = ""
+        if len(near):
+            first = near.iloc[0]
+            hint = f"; '{first}' matches it but for case: set qc.mito_prefix: '{first[: len(mito_prefix)]}'"
+        log.warning("dataset '%s': qc.mito_prefix '%s' matches no gene (genes: %s, ...), so every cell's mitochondrial "
+                    "share is 0 and max_pct_mito removes nothing%s", dataset, mito_prefix,
+                    ", ".join(symbols.iloc[:5]), hint)  # fmt: skip
     layer = "counts" if "counts" in adata.layers else None
-    sc.pp.calculate_qc_metrics(adata, qc_vars=["mt"], layer=layer, percent_top=None, log1p=False, inplace=True)
+    if genes is None or genes.all():
+        sc.pp.calculate_qc_metrics(adata, qc_vars=["mt"], layer=layer, percent_top=None, log1p=False, inplace=True)
+        return
+    obs, var = sc.pp.calculate_qc_metrics(adata[:, genes], qc_vars=["mt"], layer=layer, percent_top=None,
+                                          log1p=False, inplace=False)  # fmt: skip
+    for column in obs:
+        adata.obs[column] = obs[column].to_numpy()
+    for column in var:
+        adata.var[column] = var[column].reindex(adata.var_names).to_numpy()
+
+
+def drop_features(adata: ad.AnnData, patterns, dataset: str | None = None) -> np.ndarray:
+    """The mask of features to keep; the dropped ones' share of each cell's counts goes to
+    ``obs["pct_counts_dropped"]`` and to the log."""
+    dropped = matching_features(adata, patterns)
+    if not dropped.any():
+        return ~dropped
+    X = counts_matrix(adata)
+    total = library_sizes(X).astype(np.float64)
+    spike = library_sizes(X[:, np.flatnonzero(dropped)]).astype(np.float64)
+    pct = np.divide(100.0 * spike, total, out=np.zeros_like(spike), where=total > 0)
+    adata.obs["pct_counts_dropped"] = pct
+    log.info("dataset '%s': qc.drop_features %s removed %d features (e.g. %s) holding %.2f %% of all counts "
+             "(per cell: median %.2f %%, max %.2f %%), before library sizes are computed", dataset, list(patterns),
+             int(dropped.sum()), ", ".join(feature_names(adata)[dropped].iloc[:3]),
+             100.0 * spike.sum() / max(total.sum(), 1.0), float(np.median(pct)), float(pct.max()))  # fmt: skip
+    return ~dropped
 
 
 def library_sizes(X) -> np.ndarray:
@@ -148,6 +215,8 @@ class _Steps:
 
     def __init__(self, n_obs: int, n_vars: int):
         self.keep = np.ones(n_obs, dtype=bool)
+        self.gene_keep = np.ones(n_vars, dtype=bool)
+        self.removed_genes: dict[str, np.ndarray] = {}
         self.n_vars = n_vars
         self.rows = [self._row("input", "", 0, 0, n_obs, n_vars)]
 
@@ -168,8 +237,11 @@ class _Steps:
         self.rows.append(self._row(name, threshold, removed, 0, self.keep.sum(), self.n_vars))
 
     def genes(self, name, threshold, gene_keep) -> None:
-        self.n_vars = int(gene_keep.sum())
-        self.rows.append(self._row(name, threshold, 0, (~gene_keep).sum(), self.keep.sum(), self.n_vars))
+        removed = self.gene_keep & ~gene_keep
+        self.removed_genes[name] = removed
+        self.gene_keep &= gene_keep
+        self.n_vars = int(self.gene_keep.sum())
+        self.rows.append(self._row(name, threshold, 0, removed.sum(), self.keep.sum(), self.n_vars))
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)
@@ -201,12 +273,16 @@ def run_qc(adata: ad.AnnData, params: Mapping, *, dataset: str | None = None) ->
     mode = params["mode"]
     if mode not in QC_MODES:
         raise ScmixInputError(f"qc.mode must be one of {', '.join(QC_MODES)}, not {mode!r}", dataset=dataset)
-    qc_metrics(adata, params["mito_prefix"])
+    features = drop_features(adata, params["drop_features"], dataset)
+    qc_metrics(adata, params["mito_prefix"], features, dataset=dataset)
     steps = _Steps(adata.n_obs, adata.n_vars)
+    if params["drop_features"]:
+        steps.genes("drop_features", " ".join(params["drop_features"]), features)
     obs = adata.obs
 
     if mode == "bulk":
-        obs["library_size"] = library_sizes(counts_matrix(adata))
+        X = counts_matrix(adata)
+        obs["library_size"] = library_sizes(X if features.all() else X[:, np.flatnonzero(features)])
         if params.get("min_library_size") is not None:
             mask = obs["library_size"].to_numpy() >= params["min_library_size"]
             steps.cells("min_library_size", params["min_library_size"], mask)
@@ -235,13 +311,27 @@ def run_qc(adata: ad.AnnData, params: Mapping, *, dataset: str | None = None) ->
         used = ("mode", *SINGLE_CELL_KEYS)
 
     steps.check_left(dataset, "sample" if mode == "bulk" else "cell")
-    out = adata[steps.keep, gene_keep].copy()  # one subset: cells and genes together
-    out.uns["qc"] = {k: ("" if params[k] is None else params[k]) for k in used}
+    out = adata[steps.keep, steps.gene_keep].copy()  # one subset: cells and genes together
+    out.uns["qc"] = {k: ("" if params[k] is None or (k == "drop_features" and not params[k]) else params[k])
+                     for k in used}  # fmt: skip
+    out.uns["qc_removed_genes"] = removed_genes_table(adata, steps.removed_genes)
     return out, steps.table()
 
 
+def removed_genes_table(adata: ad.AnnData, removed: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """The genes each QC step removed: gene (var name), gene_id (or empty), step."""
+    frames = [pd.DataFrame({"gene": adata.var_names[mask].astype(str),
+                            "gene_id": (adata.var["gene_ids"].astype(str)[mask].to_numpy() if "gene_ids" in adata.var
+                                        else ""),
+                            "step": step}) for step, mask in removed.items() if mask.any()]  # fmt: skip
+    if not frames:
+        return pd.DataFrame({"gene": pd.Series([], dtype=str), "gene_id": pd.Series([], dtype=str),
+                             "step": pd.Series([], dtype=str)})  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
+
+
 # the per-cell QC metrics that rule plot_qc draws (the x, y and colour columns of scmix.plots.qc_scatter)
-METRIC_COLUMNS = ("total_counts", "n_genes_by_counts", "pct_counts_mt", "library_size")
+METRIC_COLUMNS = ("total_counts", "n_genes_by_counts", "pct_counts_mt", "library_size", "pct_counts_dropped")
 
 
 def cell_metrics(before: ad.AnnData, after: ad.AnnData) -> pd.DataFrame:

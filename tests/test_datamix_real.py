@@ -45,4 +45,4 @@ def test_datamix_design_on_real_data(shared_data, tmp_path):
         for obs in cells.values():
             assert held.isdisjoint(zip(obs["dataset"].astype(str), obs["source_cell_id"], strict=True))
     qc = pd.read_csv(tmp_path / "results/qc/kang.qc.tsv", sep="\t").set_index("step")
-    assert qc.loc["min_counts", "threshold"] == 300  # the dataset's override, not the global 1001
+    assert int(qc.loc["min_counts", "threshold"]) == 300  # the dataset's override, not the global 1001

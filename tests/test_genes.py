@@ -92,3 +92,17 @@ def test_positions_take_the_first_of_a_repeated_key_and_mark_absent_ones():
     from scmix.genes import positions
 
     np.testing.assert_array_equal(positions(["a", "b", "a", "c"], ["c", "a", "z", "b"]), [3, 0, -1, 1])
+
+
+def test_match_on_auto_logs_its_decision_and_reason(pbmc3k, kang2018, caplog):
+    from scmix.genes import resolve_match_on
+
+    with caplog.at_level("INFO", logger="scmix.genes"):
+        assert resolve_match_on({"pbmc3k": pbmc3k, "kang": kang2018}, what="mix 'm'") == "gene_ids"
+    assert "mix 'm': genes matched on Ensembl IDs (genes.match_on auto): every dataset has them" in caplog.text
+    symbols_only = kang2018.copy()
+    del symbols_only.var["gene_ids"]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="scmix.genes"):
+        assert resolve_match_on({"pbmc3k": pbmc3k, "kang": symbols_only}, what="mix 'm'") == "symbols"
+    assert "genes matched on symbols (genes.match_on auto), since dataset 'kang' has no var['gene_ids']" in caplog.text

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from scmix.errors import ScmixInputError
 from scmix.io import as_csr_counts
 from scmix.plots import qc_scatter
 from scmix.qc import QC_DEFAULTS, library_sizes, plot_thresholds, qc_params, run_qc, samples_with_min_count
@@ -18,7 +19,7 @@ from scmix.qc import QC_DEFAULTS, library_sizes, plot_thresholds, qc_params, run
 def test_qc_removes_low_quality_cells_and_reports_each_step(blood):
     params = qc_params({"min_genes": 100, "min_counts": 300, "max_pct_mito": 20, "min_cells": 3})
     out, report = run_qc(blood.copy(), params)
-    assert list(report["step"]) == ["input", "min_genes", "min_counts", "max_pct_mito", "min_cells"]
+    assert list(report["step"]) == ["input", "drop_features", "min_genes", "min_counts", "max_pct_mito", "min_cells"]
     # the steps add up: cells left = input - removed, and match the output
     assert report["cells_left"].iloc[-1] == out.n_obs == blood.n_obs - report["cells_removed"].sum()
     assert report["genes_left"].iloc[-1] == out.n_vars == blood.n_vars - report["genes_removed"].sum()
@@ -122,7 +123,7 @@ def test_qc_rule_scripts_keep_raw_counts_and_draw_the_plot(blood, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     out = ad.read_h5ad(tmp_path / outputs["h5ad"])
     report = pd.read_csv(tmp_path / outputs["report"], sep="\t")
-    assert list(report["step"]) == ["input", "min_genes", "min_counts", "max_pct_mito", "min_cells"]
+    assert list(report["step"]) == ["input", "drop_features", "min_genes", "min_counts", "max_pct_mito", "min_cells"]
     assert_table_adds_up(report.drop(columns="dataset"), raw, out)
     assert out.uns["qc"]["max_pct_mito"] == QC_DEFAULTS["max_pct_mito"]  # missing keys take the defaults
     # X holds the same raw integer counts; the metrics sit in obs/var
@@ -169,7 +170,7 @@ def test_bulk_mode_without_real_data_ignores_cell_filters():
     adata.var_names = [f"MT-{i}" if i < 30 else f"g{i}" for i in range(300)]  # 10 % "mito": a cell filter at 5 % ...
     out, report = run_qc(adata, qc_params({"max_pct_mito": 5, "min_genes": 10_000}, {"mode": "bulk", "min_samples": 2}))
     assert out.n_obs == 6  # ... which bulk mode does not apply
-    assert list(report["step"]) == ["input", "min_samples"]
+    assert list(report["step"]) == ["input", "drop_features", "min_samples"]
     assert out.var_names.equals(adata.var_names[(counts.toarray() >= 10).sum(0) >= 2])
     with pytest.raises(ValueError, match="min_samples=7 is more than the 6 samples"):
         run_qc(adata.copy(), qc_params({"mode": "bulk", "min_samples": 7}))
@@ -195,7 +196,7 @@ def test_bulk_qc_on_real_airway(airway, tmp_path):
     assert (out.obs["library_size"].to_numpy() == column_sums).all()
     assert column_sums.min() == 15163415 and column_sums.max() == 30818215
     # no sample dropped by default; the gene rule is >= 10 counts in >= 1 sample, exactly
-    assert out.n_obs == 8 and list(report["step"]) == ["input", "min_samples"]
+    assert out.n_obs == 8 and list(report["step"]) == ["input", "drop_features", "min_samples"]
     keep = (X >= 10).sum(axis=0) >= 1
     assert out.var_names.equals(airway.var_names[keep]) and out.n_vars == 18086
     assert (out.var["n_samples_min_count"].to_numpy() == (X[:, keep] >= 10).sum(axis=0)).all()
@@ -270,3 +271,91 @@ def test_gene_detection_over_kept_rows_matches_numpy_on_every_layout():
         expected = (dense[rows] >= min_count).sum(axis=0)
         for X in (sp.csr_matrix(dense), sp.csc_matrix(dense), dense):
             np.testing.assert_array_equal(samples_with_min_count(X, min_count, rows=rows), expected)
+
+
+# ------------------------------------------------------------- spike-ins and other non-gene features (real data)
+def ercc_ids(shared_data) -> list[str]:
+    """The 92 ERCC spike-in IDs, from recount3's real ERCC annotation."""
+    import gzip
+
+    gtf = next((shared_data / "recount3" / "ercc_fixtures").glob("*human.gene_sums.ERCC.gtf.gz"))
+    with gzip.open(gtf, "rt") as fh:
+        ids = {line.split('gene_id "')[1].split('"')[0] for line in fh if 'gene_id "' in line}
+    return sorted(ids)
+
+
+def with_spike_ins(pbmc3k, ids, share=0.6, seed=0):
+    """PBMC 3k with ERCC rows: in every other cell the spike-ins hold ``share`` of its counts."""
+    import anndata as ad
+
+    rng = np.random.default_rng(seed)
+    genes = np.asarray(pbmc3k.X.sum(axis=1)).ravel()
+    target = np.where(np.arange(pbmc3k.n_obs) % 2 == 0, genes * share / (1 - share), 0).round().astype(int)
+    spikes = np.stack([rng.multinomial(t, np.full(len(ids), 1 / len(ids))) for t in target])
+    X = sp.hstack([pbmc3k.X, sp.csr_matrix(spikes.astype(pbmc3k.X.dtype))]).tocsr()
+    var = pd.DataFrame({"gene_ids": list(pbmc3k.var["gene_ids"]) + ids}, index=list(pbmc3k.var_names) + ids)
+    return ad.AnnData(X, obs=pbmc3k.obs.copy(), var=var), genes
+
+
+def test_spike_ins_are_removed_before_library_sizes_and_reported(pbmc3k, shared_data, caplog):
+    ids = ercc_ids(shared_data)
+    assert len(ids) == 92 and ids[0].startswith("ERCC-")
+    adata, gene_totals = with_spike_ins(pbmc3k, ids)
+    with caplog.at_level("INFO", logger="scmix.qc"):
+        out, report = run_qc(adata, qc_params({"min_genes": 0, "min_counts": 0, "max_pct_mito": None,
+                                               "min_cells": 0}), dataset="spiked")  # fmt: skip
+    # library sizes are the genes' counts alone
+    np.testing.assert_array_equal(adata.obs["total_counts"].to_numpy(), gene_totals)
+    assert not out.var_names.str.startswith("ERCC-").any() and out.n_vars == pbmc3k.n_vars
+    row = report.set_index("step").loc["drop_features"]
+    assert row["genes_removed"] == 92 and row["threshold"] == "^ERCC-"
+    pct = adata.obs["pct_counts_dropped"].to_numpy()
+    assert np.median(pct[::2]) == pytest.approx(60, abs=0.5) and (pct[1::2] == 0).all()
+    assert "qc.drop_features ['^ERCC-'] removed 92 features (e.g. ERCC-00002" in caplog.text
+    # the threshold applies to the genes' counts: spike-ins no longer carry a cell over min_counts
+    low = gene_totals < 1500
+    kept, _ = run_qc(with_spike_ins(pbmc3k, ids)[0], qc_params({"min_genes": 0, "min_counts": 1500,
+                                                                "max_pct_mito": None, "min_cells": 0}))  # fmt: skip
+    assert kept.n_obs == int((~low).sum())
+    # drop_features: [] keeps them as genes (and in library size)
+    no_drop = qc_params({"drop_features": [], "min_genes": 0, "max_pct_mito": None, "min_cells": 0})
+    asis, report = run_qc(with_spike_ins(pbmc3k, ids)[0], no_drop)
+    assert asis.var_names.str.startswith("ERCC-").sum() == 92 and "drop_features" not in set(report["step"])
+
+
+def test_real_human_ercc_genes_are_not_spike_ins(shared_data):
+    """ERCC3, ERCC6L2 and ERCC8 are human DNA-repair genes: the default pattern leaves them alone."""
+    import gzip
+
+    import anndata as ad
+
+    with gzip.open(shared_data / "tenx/GSM6544281_raw_feature_bc_matrix/features.tsv.gz", "rt") as fh:
+        rows = [line.rstrip("\n").split("\t") for line in fh]
+    var = pd.DataFrame({"gene_ids": [r[0] for r in rows]}, index=pd.Index([r[1] for r in rows]).astype(str))
+    var = var[~var.index.duplicated()]
+    adata = ad.AnnData(sp.csr_matrix((1, len(var))), var=var)
+    from scmix.qc import matching_features
+
+    assert {"ERCC3", "ERCC8", "ERCC6L2"} <= set(adata.var_names[adata.var_names.str.startswith("ERCC")])
+    assert not matching_features(adata, QC_DEFAULTS["drop_features"]).any()
+
+
+def test_a_mito_prefix_matching_no_gene_warns_with_the_names_and_a_hint(pbmc3k, caplog):
+    with caplog.at_level("WARNING", logger="scmix.qc"):
+        run_qc(pbmc3k.copy(), qc_params({"mito_prefix": "mt-"}), dataset="pbmc3k")
+    assert "dataset 'pbmc3k': qc.mito_prefix 'mt-' matches no gene (genes: AL627309.1, AP006222.2" in caplog.text
+    assert "set qc.mito_prefix: 'MT-'" in caplog.text
+
+
+def test_a_gene_list_naming_a_gene_qc_removed_says_so(pbmc3k):
+    from scmix.genes import shared_keys
+
+    out, _ = run_qc(pbmc3k.copy(), qc_params({"min_cells": 50}), dataset="pbmc3k")
+    removed = out.uns["qc_removed_genes"]
+    gone = removed.loc[removed["step"] == "min_cells", "gene"].iloc[0]
+    assert gone in pbmc3k.var_names and gone not in out.var_names
+    with pytest.raises(ScmixInputError, match=rf"dataset 'pbmc3k': 1 genes of the gene list are not in the dataset "
+                       rf".*1 of them were removed by QC \(1 by qc.min_cells; e.g. {gone}\)"):  # fmt: skip
+        shared_keys({"pbmc3k": out}, "symbols", [out.var_names[0], gone])
+    with pytest.raises(ScmixInputError, match="QC removed none of them"):
+        shared_keys({"pbmc3k": out}, "symbols", [out.var_names[0], "NOT_A_GENE"])
