@@ -71,5 +71,6 @@ rule parse:
         "../envs/data.yaml"
     params:
         spec=lambda wildcards: parse_spec(config["datasets"][wildcards.dataset]),
+        strip_prefix=config["genes"].get("strip_prefix"),
     script:
         "../scripts/parse.py"

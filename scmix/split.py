@@ -12,6 +12,7 @@ the same held-out cells.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import anndata as ad
@@ -19,6 +20,13 @@ import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from scmix.errors import ScmixInputError
+
+log = logging.getLogger("scmix.split")
+
+
+def _who(dataset: str | None) -> str:
+    return f"dataset '{dataset}'" if dataset else "the dataset"
+
 
 SPLIT_DEFAULTS = {
     "method": "random",
@@ -28,6 +36,8 @@ SPLIT_DEFAULTS = {
     "group_key": None,
     "holdout_cell_types": [],
     "cell_type_key": "cell_type",
+    # the mix rule drops a dataset's training cells that are held-out cells of another source (else it fails)
+    "drop_cross_source_duplicates": False,
 }
 
 
@@ -39,8 +49,13 @@ def split_params(global_split, override=None) -> dict:
 def split_indices(adata: ad.AnnData, eval_fraction: float, seed: int, stratify: str | None = "cell_type", *,
                   method: str = "random", group_key: str | None = None,
                   holdout_cell_types: Sequence[str] = (), cell_type_key: str = "cell_type",
-                  dataset: str | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Sorted (train, eval) row indices of ``adata``."""
+                  dataset: str | None = None,
+                  stratify_required: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Sorted (train, eval) row indices of ``adata``; the strategy used, and why, is logged.
+
+    A random split is stratified by ``stratify`` where the dataset has that column and every class has two cells;
+    without the column it fails when ``stratify_required`` (the config names the label), else warns and splits
+    unstratified."""
     if not 0.0 < eval_fraction < 1.0:
         raise ValueError(f"split.eval_fraction must lie in (0, 1), got {eval_fraction}")
     n = adata.n_obs
@@ -66,18 +81,41 @@ def split_indices(adata: ad.AnnData, eval_fraction: float, seed: int, stratify: 
         splitter = GroupShuffleSplit(n_splits=1, test_size=eval_fraction, random_state=seed)
         tr, ev = next(splitter.split(rest, groups=groups))
         train_idx, eval_idx = rest[tr], rest[ev]
+        log.info("%s: split by group '%s' (%d groups)", _who(dataset), group_key, len(set(groups)))
     elif method == "random":
-        labels = None
-        if stratify and stratify in adata.obs:
-            labels = adata.obs[stratify].astype(str).to_numpy()[rest]
-            _, counts = np.unique(labels, return_counts=True)
-            if counts.min() < 2:  # sklearn needs two members per class
-                labels = None
+        labels = stratify_labels(adata, rest, stratify, stratify_required, dataset)
         train_idx, eval_idx = train_test_split(rest, test_size=eval_fraction, random_state=seed, stratify=labels)
     else:
         raise ValueError(f"unknown split method '{method}' (random, group)")
     eval_idx = np.concatenate([eval_idx, np.flatnonzero(forced)])
     return np.sort(train_idx), np.sort(eval_idx)
+
+
+def stratify_labels(adata: ad.AnnData, rows: np.ndarray, stratify: str | None, required: bool,
+                    dataset: str | None) -> np.ndarray | None:  # fmt: skip
+    """The labels of ``rows`` to stratify a random split by, or None (logged, with the reason)."""
+    if not stratify:
+        log.info("%s: random split, not stratified (split.stratify is null)", _who(dataset))
+        return None
+    if stratify not in adata.obs:
+        what = (f"split.stratify is '{stratify}' but the dataset has no obs column '{stratify}' (it has "
+                f"{sorted(map(str, adata.obs.columns))})")  # fmt: skip
+        if required:
+            raise ScmixInputError(f"{what}; map one of its columns to '{stratify}' with obs_keys, or set "
+                                  "split.stratify: null for this dataset", dataset=dataset)  # fmt: skip
+        log.warning("%s: %s (the default), so the split is random, NOT stratified; set split.stratify: null "
+                    "for this dataset to say so, or map a label column to it with obs_keys", _who(dataset),
+                    what)  # fmt: skip
+        return None
+    labels = adata.obs[stratify].astype(str).to_numpy()[rows]
+    classes, counts = np.unique(labels, return_counts=True)
+    if counts.min() < 2:  # sklearn needs two members per class
+        log.warning("%s: the split is random, NOT stratified: class '%s' of '%s' has %d cell (stratifying "
+                    "needs at least 2 per class)", _who(dataset), classes[counts.argmin()], stratify,
+                    counts.min())  # fmt: skip
+        return None
+    log.info("%s: random split stratified by '%s' (%d classes)", _who(dataset), stratify, len(classes))
+    return labels
 
 
 def split_heldout(adata: ad.AnnData, eval_fraction: float, seed: int, stratify: str | None = "cell_type",

@@ -8,6 +8,7 @@ builds the DAG, and every message here names the config key that is wrong and wh
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from scmix import modelspec
@@ -87,6 +88,18 @@ def check_config(config: Mapping, specs: Mapping[str, Mapping]) -> None:
         uses_fractions = any(not isinstance(v, Mapping) or "fraction" in v for v in recipe["datasets"].values())
         if uses_fractions and "total_cells" not in recipe:
             raise ConfigError(f"config: mixes.{mix} gives fractions and so needs total_cells")
+    blocks = [("qc", config.get("qc") or {})] + [(f"datasets.{d}.qc", s.get("qc") or {}) for d, s in datasets.items()]
+    for where, qc in blocks:
+        for pattern in qc.get("drop_features") or ():
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                message = f"config: {where}.drop_features: {pattern!r} is not a regular expression ({err})"
+                raise ConfigError(message) from None
+    for d, spec in datasets.items():
+        if "dataset" in (spec.get("obs_keys") or {}):
+            raise ConfigError(f"config: datasets.{d}.obs_keys maps 'dataset', which the workflow sets to the "
+                              "dataset's name; map the column to another key (e.g. batch)")  # fmt: skip
     for d in eval_sets(config):
         if d not in datasets:
             raise ConfigError(f"config: evaluation.eval_sets names '{d}', which is not under datasets")

@@ -29,7 +29,7 @@ def raw_copy(dataset: str, raw: str) -> Path | None:
 def main(smk):
     dataset, spec, raw = smk.wildcards.dataset, smk.params.spec, smk.input.raw
     try:
-        adata = parse_dataset(dataset, spec, raw)
+        adata = parse_dataset(dataset, spec, raw, smk.params.strip_prefix)
     except ScmixInputError as err:
         entries = file_entries(spec)
         folder = raw_copy(dataset, raw)

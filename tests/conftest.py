@@ -72,3 +72,37 @@ def pbmc3k_split(pbmc3k):
     data = pbmc3k[:, genes].copy()
     data.obs["dataset"] = "pbmc3k"
     return split_heldout(data, 0.2, seed=0)
+
+
+@pytest.fixture(scope="session")
+def kang2018(shared_data):
+    """Real Kang 2018 PBMCs (12,261 control cells, 1,287 genes) with donor and cell type, read with scanpy."""
+    import pandas as pd
+    import scanpy as sc
+
+    adata = sc.read_10x_mtx(shared_data / "kang2018", var_names="gene_symbols")
+    meta = pd.read_csv(shared_data / "kang2018" / "cell_metadata.csv", index_col=0)
+    for column in ("donor", "cell_type"):
+        adata.obs[column] = meta.loc[adata.obs_names, column].astype(str).astype("category")
+    adata.var["gene_symbols"] = adata.var_names
+    return adata
+
+
+def write_mex(adata, folder: Path, prefix: str = "") -> Path:
+    """``adata`` as a 10x v3 MEX folder (gzipped matrix.mtx, features.tsv, barcodes.tsv), gene names and IDs with
+    ``prefix`` put before them (a reference of several genomes)."""
+    import gzip
+
+    import scipy.io
+    import scipy.sparse as sp
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with gzip.open(folder / "matrix.mtx.gz", "wb") as fh:
+        scipy.io.mmwrite(fh, sp.csr_matrix(adata.X).T.astype("int64"))
+    ids = adata.var["gene_ids"] if "gene_ids" in adata.var else adata.var_names
+    with gzip.open(folder / "features.tsv.gz", "wt") as fh:
+        for gid, sym in zip(ids, adata.var_names, strict=True):
+            fh.write(f"{prefix}{gid}\t{prefix}{sym}\tGene Expression\n")
+    with gzip.open(folder / "barcodes.tsv.gz", "wt") as fh:
+        fh.write("".join(f"{b}\n" for b in adata.obs_names))
+    return folder

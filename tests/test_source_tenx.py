@@ -79,3 +79,45 @@ def test_annotation_that_matches_no_barcode_is_rejected(shared_data, tmp_path):
             "labels": {"url": f"file://{tmp_path}/labels.csv"}}  # fmt: skip
     with pytest.raises(ScmixInputError, match=r"dataset 'pb'.*labels.csv.*only 0 of 2638.*without the '-N'"):
         load("pb", spec, tmp_path)
+
+
+# ------------------------------------------------- a source's own label names and gene prefixes (real Kang 2018)
+def test_obs_keys_rename_a_sources_own_label_columns(shared_data, tmp_path):
+    """Kang's annotation as another source would write it (cluster_id, sample_id): obs_keys maps it to the
+    workflow's keys at parse time."""
+    d = shared_data / "kang2018"
+    meta = pd.read_csv(d / "cell_metadata.csv").rename(columns={"cell_type": "cluster_id", "donor": "sample_id"})
+    meta.to_csv(tmp_path / "annotation.csv", index=False)
+    spec = {"source": "tenx", "url": f"file://{d}", "labels": {"url": f"file://{tmp_path}/annotation.csv"},
+            "obs_keys": {"cell_type": "cluster_id", "donor": "sample_id"}}  # fmt: skip
+    adata = load("kang", spec, tmp_path)
+    assert {"cell_type", "donor"} <= set(adata.obs) and not {"cluster_id", "sample_id"} & set(adata.obs)
+    truth = pd.read_csv(d / "cell_metadata.csv", index_col=0).loc[adata.obs_names]
+    assert (adata.obs["cell_type"].astype(str) == truth["cell_type"].astype(str)).all()
+    assert adata.obs["donor"].nunique() == 8
+    spec["obs_keys"] = {"cell_type": "celltype"}
+    with pytest.raises(ScmixInputError, match=r"dataset 'kang': obs_keys.cell_type names obs column 'celltype', "
+                       r"which the dataset does not have \(it has \['cluster_id', 'sample_id'\]\)"):  # fmt: skip
+        parse_dataset("kang", spec, tmp_path / "kang")
+
+
+def test_a_genome_prefix_is_stripped_and_hinted_when_it_is_not(shared_data, tmp_path, kang2018, pbmc3k):
+    """Kang 2018 as a reference of two genomes writes it (GRCh38_ENSG..., GRCh38_CD3E): with genes.strip_prefix it
+    matches PBMC 3k on Ensembl IDs; without, the error says why the datasets share no genes."""
+    from conftest import write_mex
+
+    from scmix.genes import has_ensembl_ids, resolve_match_on, shared_keys
+
+    write_mex(kang2018, tmp_path / "prefixed", prefix="GRCh38_")
+    spec = {"source": "tenx", "url": f"file://{tmp_path}/prefixed"}
+    raw = fetch_dataset("kang", spec, tmp_path / "kang")
+    plain = parse_dataset("kang", spec, raw)
+    assert plain.var_names[0].startswith("GRCh38_") and not has_ensembl_ids(plain)
+    with pytest.raises(ScmixInputError, match=r"share only 0 genes .*dataset 'kang''s gene names carry the genome "
+                       r"prefix 'GRCh38_' \(e.g. GRCh38_.*\): set genes.strip_prefix: 'GRCh38_'"):  # fmt: skip
+        parts = {"pbmc3k": pbmc3k, "kang": plain}
+        shared_keys(parts, resolve_match_on(parts), what="mix 'm'")
+    stripped = parse_dataset("kang", spec, raw, strip_prefix="GRCh38_")
+    assert list(stripped.var_names) == list(kang2018.var_names) and has_ensembl_ids(stripped)
+    parts = {"pbmc3k": pbmc3k, "kang": stripped}
+    assert resolve_match_on(parts) == "gene_ids" and len(shared_keys(parts, "gene_ids")) == 1284

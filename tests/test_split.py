@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from scmix.split import split_heldout
+from scmix.errors import ScmixInputError
+from scmix.split import split_heldout, split_indices
 
 
 def test_split_is_disjoint_sized_stratified_and_deterministic(blood):
@@ -74,3 +75,29 @@ def test_real_pbmc3k_held_out_b_cells_are_in_no_training_mix(pbmc3k):
         mix = make_mix("base", {"total_cells": 1500, "datasets": {"pbmc3k": 1.0}}, {"pbmc3k": train}, seed=seed)
         assert "B" not in set(mix.obs["cell_type"])
         check_no_leak(mix.obs["source_cell_id"], {"pbmc3k": held.obs_names}, "base")
+
+
+# --------------------------------------------------- which strategy a split used, and why (real PBMC 3k, Kang)
+def test_split_says_how_it_stratified_and_never_falls_back_silently(pbmc3k, caplog):
+    with caplog.at_level("INFO", logger="scmix.split"):
+        split_indices(pbmc3k, 0.2, 0, "cell_type", dataset="pbmc3k")
+    assert "dataset 'pbmc3k': random split stratified by 'cell_type' (9 classes)" in caplog.text
+    bare = pbmc3k.copy()
+    bare.obs = bare.obs.rename(columns={"cell_type": "cluster_id"})
+    caplog.clear()
+    with caplog.at_level("INFO", logger="scmix.split"):
+        split_indices(bare, 0.2, 0, "cell_type", dataset="pbmc3k")  # the package default: a loud warning
+    warning = next(r for r in caplog.records if r.levelname == "WARNING").getMessage()
+    assert "has no obs column 'cell_type'" in warning and "NOT stratified" in warning and "obs_keys" in warning
+    # named by the config: it stops, with what to change
+    with pytest.raises(ScmixInputError, match=r"dataset 'pbmc3k': split.stratify is 'cell_type' but the dataset has "
+                       r"no obs column 'cell_type' \(it has \['cluster_id'\]\); map one of its columns"):  # fmt: skip
+        split_indices(bare, 0.2, 0, "cell_type", dataset="pbmc3k", stratify_required=True)
+    # a class too small to stratify by is named
+    caplog.clear()
+    rare = pbmc3k.copy()
+    rare.obs["cell_type"] = rare.obs["cell_type"].astype(str)
+    rare.obs.iloc[0, rare.obs.columns.get_loc("cell_type")] = "Erythrocyte"
+    with caplog.at_level("WARNING", logger="scmix.split"):
+        split_indices(rare, 0.2, 0, "cell_type", dataset="pbmc3k")
+    assert "class 'Erythrocyte' of 'cell_type' has 1 cell" in caplog.text

@@ -10,17 +10,20 @@ The contract every parser keeps:
   sets ``adata.uns["count_data"] = False`` instead; count checks are then skipped and downstream count
   models refuse it.
 - Bad input raises ``scmix.errors.ScmixInputError`` naming the dataset and the file.
-``parse_dataset`` below dispatches by ``spec["source"]`` and applies the checks common to all sources.
+``parse_dataset`` below dispatches by ``spec["source"]`` and applies what is common to all sources: the checks,
+the dataset's ``obs_keys`` (its own column names renamed to the workflow's: ``{cell_type: cluster_id}``) and
+``genes.strip_prefix`` (a genome prefix such as ``mm10_`` taken off gene names and IDs).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anndata as ad
+import pandas as pd
 
 from scmix.errors import ScmixInputError
 from scmix.io import as_csr_counts, check_integer_counts
@@ -35,8 +38,62 @@ def parser(source: str, dataset: str):
     return importlib.import_module(f"scmix.sources.{SOURCES[source]}").parse
 
 
-def parse_dataset(name: str, spec: Mapping, raw_dir: str | Path) -> ad.AnnData:
+def apply_obs_keys(adata: ad.AnnData, obs_keys: Mapping[str, str] | None, dataset: str) -> None:
+    """Rename the source's obs columns to the workflow's keys (``{workflow key: source column}``), in place."""
+    if not obs_keys:
+        return
+    obs = adata.obs
+    for key, column in obs_keys.items():
+        if key == "dataset":
+            raise ScmixInputError("obs_keys cannot set 'dataset': the workflow sets it to the dataset's name; map the "
+                                  "column to another key (e.g. batch)", dataset=dataset)  # fmt: skip
+        if column not in obs:
+            raise ScmixInputError(f"obs_keys.{key} names obs column '{column}', which the dataset does not have "
+                                  f"(it has {sorted(map(str, obs.columns))}); correct obs_keys",
+                                  dataset=dataset)  # fmt: skip
+    replaced = [k for k in obs_keys if k in obs and k not in obs_keys.values()]
+    if replaced:
+        log.warning("dataset '%s': obs_keys replaces the source's own column%s %s", dataset,
+                    "s" if len(replaced) > 1 else "", ", ".join(f"'{k}'" for k in replaced))  # fmt: skip
+    mapped = {key: obs[column] for key, column in obs_keys.items()}
+    sources = [c for c in obs_keys.values() if c not in obs_keys]
+    adata.obs = obs.drop(columns=list(dict.fromkeys(sources + replaced))).assign(**mapped)
+    log.info("dataset '%s': obs columns renamed by obs_keys: %s", dataset,
+             ", ".join(f"{c} -> {k}" for k, c in obs_keys.items()))  # fmt: skip
+
+
+def strip_gene_prefix(adata: ad.AnnData, prefixes: str | Sequence[str] | None, dataset: str) -> None:
+    """Take a genome prefix (``genes.strip_prefix``) off the gene names, symbols and IDs that carry it, in place."""
+    if not prefixes:
+        return
+    prefixes = [prefixes] if isinstance(prefixes, str) else list(prefixes)
+
+    def strip(values) -> tuple[pd.Index, int]:
+        values = pd.Index(values).astype(str)
+        out, n = values, 0
+        for p in prefixes:
+            hit = out.str.startswith(p)
+            n += int(hit.sum())
+            out = pd.Index([v[len(p) :] if h else v for v, h in zip(out, hit, strict=True)])
+        return out, n
+
+    names, n = strip(adata.var_names)
+    if n and names.has_duplicates:
+        dup = names[names.duplicated()][0]
+        raise ScmixInputError(f"with genes.strip_prefix {prefixes}, genes share the name '{dup}' (e.g. from two "
+                              "genomes); keep the prefix, or choose one genome's genes", dataset=dataset)  # fmt: skip
+    adata.var_names = names
+    for column in ("gene_ids", "gene_symbols"):
+        if column in adata.var:
+            adata.var[column] = strip(adata.var[column])[0].to_numpy()
+    log.info("dataset '%s': genes.strip_prefix %s taken off %d gene names", dataset, prefixes, n)
+
+
+def parse_dataset(name: str, spec: Mapping, raw_dir: str | Path, strip_prefix: str | Sequence[str] | None = None
+                  ) -> ad.AnnData:  # fmt: skip
     adata = parser(spec.get("source"), name)(name, dict(spec), Path(raw_dir))
+    strip_gene_prefix(adata, strip_prefix, name)
+    apply_obs_keys(adata, spec.get("obs_keys"), name)
     if adata.uns.get("count_data", True):
         check_integer_counts(adata.X, dataset=name, path=str(raw_dir))
         adata.X = as_csr_counts(adata.X)
