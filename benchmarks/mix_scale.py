@@ -17,13 +17,15 @@ h5ad), warms up the scmix call on a toy AnnData (numba JIT, lazy imports), then 
 
 - ``qc[d]``: ``scmix.qc.run_qc`` on dataset d with ``scmix.qc.qc_params``;
 - ``split[d]``: ``scmix.split.split_heldout`` on the QC'd dataset;
-- ``mix[recipe] sN``: ``scmix.mix.make_mix`` on the training parts the recipe names (as scripts/mix.py).
+- ``mix[recipe] sN``: as scripts/mix.py, ``scmix.mix.cross_source_duplicates`` (the recipe's training parts
+  against every other dataset's eval set), ``make_mix`` on the training parts, ``check_no_duplicate_leak``.
 
 Measured per stage:
 
 - seconds: wall time of the scmix call alone (loading, warm-up and saving excluded);
 - peer: in the same process right after the call, the plain scipy work the stage cannot avoid on the
-  same rows: QC ``X.copy()``; split ``X[train_rows]`` and ``X[eval_rows]``; mix ``X_d[drawn_rows]``
+  same rows: QC ``X.copy()``; split ``X[train_rows]`` and ``X[eval_rows]``; mix one ``X.sum(axis=1)`` over
+  every training part and eval set it reads, then ``X_d[drawn_rows]``
   (then ``[:, shared_genes]`` where QC left the datasets different genes) per dataset +
   ``scipy.sparse.vstack``. ``time/peer`` is the ratio (both measured on the same machine in the same
   process, so the load of the machine largely cancels);
@@ -409,6 +411,7 @@ def _warm_up(kind: str) -> None:
         parts = {"a": _toy_adata("a"), "b": _toy_adata("b", seed=1)}
         recipe = {"total_cells": 20, "datasets": {"a": 0.5, "b": 0.5}}
         scmix.mix.make_mix("toy", recipe, parts, 0, min_shared=1)  # the toy has 40 genes
+        scmix.mix.cross_source_duplicates({"a": parts["a"]}, {"b": parts["b"]})
     gc.collect()
 
 
@@ -452,8 +455,8 @@ def _measured(kind: str, load, call, peer) -> dict:
     _warm_up(kind)
     base_rss = rss_bytes()
     inputs, input_bytes = load()
-    parts = inputs.values() if isinstance(inputs, dict) else [inputs]
-    cells_in = sum(a.n_obs for a in parts)
+    parts = inputs.get("train", inputs).values() if isinstance(inputs, dict) else [inputs]
+    cells_in = sum(a.n_obs for a in parts)  # training cells (a mix's eval sets are inputs, not counted here)
     gc.collect()
     loaded_rss = rss_bytes()
     method = "VmHWM reset after loading" if reset_peak_rss() else "process peak since start"
@@ -511,21 +514,36 @@ def stage_split(work: str, name: str) -> dict:
     row = _measured("split", load, lambda a: scmix.split.split_heldout(a, **SPLIT), peer)
     train, held = row.pop("_result")[:2]
     save_adata(train, work / "split" / name / "train")
-    save_adata(held, work / "split" / name / "eval", with_x=False)
+    save_adata(held, work / "split" / name / "eval")  # with counts: the mix stage looks for the same cells
     row.update(cells_out=train.n_obs, genes_out=train.n_vars)
     row["eval_cells"] = held.n_obs
     return row
 
 
 def stage_mix(work: str, mix: str, recipe: dict, seed: int, kwargs: dict) -> dict:
+    """As scripts/mix.py: every dataset's eval set is read (the workflow's default eval sets: all datasets), the
+    training parts are checked against the other datasets' eval sets for the same cells, then mixed."""
     work = Path(work)
     names = list(recipe["datasets"])
+    eval_sets = sorted(p.name for p in (work / "split").iterdir() if (p / "eval").is_dir())
 
     def load():
         parts = {d: load_adata(work / "split" / d / "train") for d in names}
-        return parts, sum(csr_nbytes(p.X) for p in parts.values())
+        held = {e: load_adata(work / "split" / e / "eval") for e in eval_sets}
+        nbytes = sum(csr_nbytes(a.X) for a in [*parts.values(), *held.values()])
+        return {"train": parts, "eval": held}, nbytes
 
-    def peer(parts, out):
+    def call(inputs):
+        found = scmix.mix.cross_source_duplicates(inputs["train"], inputs["eval"])
+        out = scmix.mix.make_mix(mix, recipe, inputs["train"], seed, **kwargs)
+        scmix.mix.check_no_duplicate_leak(out, found, mix)
+        out.uns["cross_source_pairs"] = sum(len(p) for p, _ in found.values())
+        return out
+
+    def peer(inputs, out):
+        parts = inputs["train"]
+        for a in [*parts.values(), *inputs["eval"].values()]:  # one pass over every input row
+            a.X.sum(axis=1)
         rng = np.random.default_rng(seed)
         counts = out.uns["mix"]["cells_per_dataset"]
         pieces = []
@@ -538,11 +556,11 @@ def stage_mix(work: str, mix: str, recipe: dict, seed: int, kwargs: dict) -> dic
 
     # the atlas's datasets share every gene QC kept; --genes may be below the workflow's genes.min_shared
     kwargs = {"min_shared": 1, **kwargs}
-    row = _measured("mix", load, lambda p: scmix.mix.make_mix(mix, recipe, p, seed, **kwargs), peer)
+    row = _measured("mix", load, call, peer)
     out = row.pop("_result")
-    eval_ids = {d: load_obs_names(work / "split" / d / "eval") for d in names}
+    eval_ids = {e: load_obs_names(work / "split" / e / "eval") for e in eval_sets}
     scmix.mix.check_no_leak(out.obs["source_cell_id"], eval_ids, mix)
-    row.update(cells_out=out.n_obs, genes_out=out.n_vars)
+    row.update(cells_out=out.n_obs, genes_out=out.n_vars, cross_source_pairs=int(out.uns["cross_source_pairs"]))
     row["out_bytes"] = csr_nbytes(out.X) if sp.issparse(out.X) else int(out.X.nbytes)
     row["out_sparse"] = bool(sp.issparse(out.X))
     return row

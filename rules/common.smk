@@ -150,10 +150,14 @@ def parse_code(wildcards):
     return script_code("parse.py", f"scmix.sources.{source}")
 
 
+def dataset_split_settings(dataset):
+    """The global split settings with the dataset's overrides (the package's defaults are filled in by
+    scmix.split.split_params, in the job)."""
+    return {**config["split"], **config["datasets"][dataset].get("split", {})}
+
+
 def split_params(wildcards):
-    """The global split settings with the dataset's overrides (schema defaults filled in)."""
-    spec = config["datasets"][wildcards.dataset]
-    return {**config["split"], **spec.get("split", {})}
+    return dataset_split_settings(wildcards.dataset)
 
 
 def qc_params(wildcards):

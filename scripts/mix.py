@@ -1,4 +1,5 @@
-"""Rule mix: draw one training mix for one seed; check that no held-out cell leaks into it."""
+"""Rule mix: draw one training mix for one seed; check that no held-out cell leaks into it, by ID or as the same
+cell in another source."""
 
 import json
 import logging
@@ -8,7 +9,19 @@ import anndata as ad
 from scmix import rulecall
 from scmix.genes import MIN_SHARED_GENES, read_gene_list, resolve_match_on, shared_keys
 from scmix.io import read_h5ad, write_h5ad, write_table
-from scmix.mix import check_no_leak, make_mix, manifest, manifest_summary, mix_cell_ids, qualified_ids
+from scmix.mix import (
+    check_no_duplicate_leak,
+    check_no_leak,
+    cross_source_duplicates,
+    drop_cross_source_duplicates,
+    make_mix,
+    manifest,
+    manifest_summary,
+    mix_cell_ids,
+    qualified_ids,
+    warn_same_cells_within,
+)
+from scmix.split import split_params
 
 
 def main(smk):
@@ -20,17 +33,19 @@ def main(smk):
     min_shared = g.get("min_shared", MIN_SHARED_GENES)
     if smk.params.universe:  # genes.universe: all — the genes every dataset of the study shares
         every = {d: ad.read_h5ad(p, backed="r") for d, p in zip(smk.params.universe, smk.input.universe, strict=True)}
-        match_on = resolve_match_on(every, match_on)
+        match_on = resolve_match_on(every, match_on, what="the gene universe")
         gene_list = list(shared_keys(every, match_on, gene_list, min_shared=min_shared, what="the gene universe"))
         logging.info("gene universe: %d genes (%s) shared by all %d datasets", len(gene_list), match_on, len(every))
+    held = {d: read_h5ad(p, dataset=d) for d, p in zip(smk.params.eval_sets, smk.input.eval, strict=True)}
+    found = cross_source_duplicates(parts, held, g["match_on"])
+    drop = {d: split_params(smk.params.split[d])["drop_cross_source_duplicates"] for d in parts}
+    parts, found = drop_cross_source_duplicates(parts, found, drop)
     adata = make_mix(mix, smk.params.recipe, parts, seed, match_on=match_on, gene_list=gene_list,
                      n_top_genes=g.get("n_top_genes"), hvg_flavor=g["hvg_flavor"],
                      hvg_batch_key=g.get("hvg_batch_key"), min_shared=min_shared)  # fmt: skip
-    eval_ids = {
-        d: qualified_ids(d, ad.read_h5ad(p, backed="r").obs_names)
-        for d, p in zip(smk.params.eval_sets, smk.input.eval, strict=True)
-    }
-    check_no_leak(mix_cell_ids(adata), eval_ids, mix)
+    check_no_leak(mix_cell_ids(adata), {d: qualified_ids(d, h.obs_names) for d, h in held.items()}, mix)
+    check_no_duplicate_leak(adata, found, mix)
+    warn_same_cells_within(adata, mix)
     logging.info("mix %s seed %d: %d cells x %d genes (matched on %s) %s", mix, seed, adata.n_obs, adata.n_vars,
                  adata.uns["mix"]["match_on"], adata.uns["mix"]["cells_per_dataset"])  # fmt: skip
     tab = manifest(adata)

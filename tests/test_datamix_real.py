@@ -36,6 +36,14 @@ def test_datamix_design_on_real_data(shared_data, tmp_path):
     for s in seeds:
         base_half = set(cells["base+kang", s].query("dataset == 'pbmc3k'").index)
         assert base_half < set(cells["base", s].index)
+    # Kang's donors survive mixing with PBMC 3k, which has none: NA for the PBMC 3k cells, counted as NA
+    for s in seeds:
+        obs = cells["base+kang", s]
+        kang_donors = obs.loc[obs["dataset"] == "kang", "donor"]
+        assert kang_donors.notna().all() and kang_donors.nunique() == 8
+        assert obs.loc[obs["dataset"] == "pbmc3k", "donor"].isna().all()
+        info = json.loads((tmp_path / f"results/mixes/base+kang/seed{s}.manifest.json").read_text())
+        assert info["cells_per_donor"]["NA"] == 500 and sum(info["cells_per_donor"].values()) == 1000
     # genes matched on Ensembl IDs, and every mix records them
     genes = pd.read_csv(tmp_path / "results/mixes/base+kang/seed0.genes.tsv", sep="\t")
     assert len(genes) > 1000 and genes["match_key"].str.startswith("ENSG").all()

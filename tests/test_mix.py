@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -108,3 +109,147 @@ def test_shared_barcodes_across_datasets_are_distinct_cells(blood):
     check_no_leak(ids, eval_ids, "m")  # b's training barcodes are a's held-out ones, but other cells
     with pytest.raises(ScmixInputError, match="leaked"):
         check_no_leak(ids.append(pd.Index([f"a:{held_a.obs_names[0]}"])), eval_ids, "m")
+
+
+# ----------------------------------------------------------------------- labels across sources (real PBMC data)
+def test_a_mix_of_labelled_and_unlabelled_real_datasets_keeps_every_label(pbmc3k, kang2018, tmp_path, caplog):
+    import anndata as ad
+
+    unlabelled = kang2018[:3000].copy()
+    unlabelled.obs = unlabelled.obs[[]]  # no labels at all
+    parts = {"pbmc3k": pbmc3k, "kang": kang2018[3000:].copy(), "bare": unlabelled}
+    recipe = {"total_cells": 600, "datasets": {"pbmc3k": 1 / 3, "kang": 1 / 3, "bare": 1 / 3}}
+    with caplog.at_level("WARNING", logger="scmix.mix"):
+        mix = make_mix("m", recipe, parts, seed=0)
+    by = mix.obs.groupby("dataset", observed=True)
+    # Kang's donors and cell types survive; PBMC 3k (no donor) and the bare set are NA, not dropped or invented
+    assert by["donor"].apply(lambda s: s.notna().all()).to_dict() == {"pbmc3k": False, "kang": True, "bare": False}
+    assert by["donor"].apply(lambda s: s.isna().sum()).to_dict() == {"pbmc3k": 200, "kang": 0, "bare": 200}
+    assert by["cell_type"].apply(lambda s: s.isna().sum()).to_dict() == {"pbmc3k": 0, "kang": 0, "bare": 200}
+    from_kang = mix.obs[mix.obs["dataset"] == "kang"]
+    source = kang2018.obs.loc[from_kang["source_cell_id"]]
+    assert (from_kang["donor"].astype(str).to_numpy() == source["donor"].astype(str).to_numpy()).all()
+    assert mix.obs["donor"].dtype == "category" and mix.obs["cell_type"].dtype == "category"
+    warned = "obs column 'donor' is missing in dataset 'pbmc3k', dataset 'bare'; NA for the 400 cells"
+    assert warned in caplog.text
+    # written and read back unchanged; the manifest counts the unlabelled cells as NA
+    mix.write_h5ad(tmp_path / "m.h5ad")
+    back = ad.read_h5ad(tmp_path / "m.h5ad")
+    assert back.obs["donor"].isna().sum() == 400 and back.obs["donor"].dtype == "category"
+    tab = manifest(mix)
+    assert tab["n_cells"].sum() == 600
+    assert tab.loc[tab["dataset"] == "bare", ["cell_type", "donor"]].drop_duplicates().values.tolist() == [["NA", "NA"]]
+
+
+# ------------------------------------------------------------ the same cell in two sources (real PBMC 3k copies)
+def pbmc_copy(pbmc3k, n_cells=300, n_genes=9000, seed=0):
+    """A second source holding some of PBMC 3k's very cells: a subset of cells in another order, a subset of the
+    genes in another order (as an atlas's copy of a study would)."""
+    rng = np.random.default_rng(seed)
+    cells = rng.choice(pbmc3k.n_obs, n_cells, replace=False)
+    genes = rng.choice(pbmc3k.n_vars, n_genes, replace=False)
+    return pbmc3k[cells][:, genes].copy()
+
+
+def test_real_cells_copied_into_another_source_are_caught_as_leaks(pbmc3k, kang2018):
+    from scmix.mix import (
+        check_no_duplicate_leak,
+        cross_source_duplicates,
+        drop_cross_source_duplicates,
+        mix_cell_ids,
+        qualified_ids,
+        same_cells,
+    )
+
+    copy = pbmc_copy(pbmc3k, n_cells=500)
+    _, held = split_heldout(pbmc3k, 0.2, seed=0)
+    copy_train, _ = split_heldout(copy, 0.2, seed=1)
+    parts, evals = {"copy": copy_train}, {"pbmc3k": held}
+    mix = make_mix("m", {"total_cells": 200, "datasets": {"copy": 1.0}}, parts, seed=0)
+    # the check by ID passes: these are another source's cells
+    check_no_leak(mix_cell_ids(mix), {"pbmc3k": qualified_ids("pbmc3k", held.obs_names)}, "m")
+    found = cross_source_duplicates(parts, evals)
+    pairs, n_genes = found["copy", "pbmc3k"]
+    expected = set(copy_train.obs_names) & set(held.obs_names)  # the copy keeps PBMC 3k's barcodes
+    assert set(pairs["a"]) == expected and (pairs["a"] == pairs["b"]).all() and pairs["same_barcode"].all()
+    assert n_genes == 9000 and len(expected) > 20
+    drawn = len(set(mix.obs["source_cell_id"]) & expected)
+    assert drawn > 0
+    message = (rf"mix 'm': {drawn} cells drawn from dataset 'copy' are the same cells as held-out cells of eval set "
+               r"'pbmc3k' \(identical counts on all 9,000 genes.*split.drop_cross_source_duplicates: true")  # fmt: skip
+    with pytest.raises(ScmixInputError, match=message):
+        check_no_duplicate_leak(mix, found, "m")
+    # dropped from the training side: the mix keeps its size and holds none of them
+    kept, left = drop_cross_source_duplicates(parts, found, {"copy": True})
+    assert kept["copy"].n_obs == copy_train.n_obs - len(expected) and left == {}
+    clean = make_mix("m", {"total_cells": 200, "datasets": {"copy": 1.0}}, kept, seed=0)
+    assert clean.n_obs == 200 and not set(clean.obs["source_cell_id"]) & expected
+    check_no_duplicate_leak(clean, left, "m")
+    # other barcodes: still the same cells
+    renamed = copy_train.copy()
+    renamed.obs_names = [f"sample2_{b}" for b in renamed.obs_names]
+    again, _ = same_cells(renamed, held, "symbols")
+    assert len(again) == len(expected) and not again["same_barcode"].any()
+    # two real studies of PBMCs share no cell: no false alarm on 12,261 x 528 cells
+    assert cross_source_duplicates({"kang": kang2018}, evals) == {}
+
+
+def test_the_same_real_cells_drawn_from_two_datasets_of_a_mix_are_named(pbmc3k, kang2018, caplog):
+    from scmix.mix import warn_same_cells_within
+
+    train, _ = split_heldout(pbmc3k, 0.2, seed=0)
+    parts = {"pbmc3k": train, "copy": pbmc_copy(train, n_cells=1500, n_genes=12000)}
+    mix = make_mix("m", {"total_cells": 1000, "datasets": {"pbmc3k": 0.5, "copy": 0.5}}, parts, seed=0)
+    truth = len(set(mix.obs.loc[mix.obs["dataset"] == "pbmc3k", "source_cell_id"])
+                & set(mix.obs.loc[mix.obs["dataset"] == "copy", "source_cell_id"]))  # fmt: skip
+    assert truth > 50
+    with caplog.at_level("WARNING", logger="scmix.mix"):
+        assert warn_same_cells_within(mix, "m") == 2 * truth
+    assert f"{2 * truth} cells are the same cell drawn from more than one dataset" in caplog.text
+    other = make_mix("k", {"total_cells": 1000, "datasets": {"pbmc3k": 0.5, "kang": 0.5}},
+                     {"pbmc3k": train, "kang": kang2018}, seed=0)  # fmt: skip
+    assert warn_same_cells_within(other, "k") == 0
+
+
+def test_mix_rule_stops_on_a_cross_source_leak_and_drops_it_when_asked(pbmc3k, shared_data, tmp_path):
+    """End to end: a second real source holding PBMC 3k cells; the mix stops with one line, then the option drops
+    them."""
+    import json
+
+    import yaml
+    from conftest import write_mex
+    from snakerun import snakemake
+
+    write_mex(pbmc_copy(pbmc3k, n_cells=600), tmp_path / "copy_mex")
+    cfg = {
+        "seeds": [0],
+        "datasets": {
+            "pbmc3k": {"source": "tenx",
+                       "url": f"file:{shared_data}/pbmc3k/pbmc3k_filtered_gene_bc_matrices.tar.gz"},
+            "copy": {"source": "tenx", "url": f"file:{tmp_path}/copy_mex"},
+        },
+        "qc": {"min_genes": 200, "min_cells": 3, "max_pct_mito": 10, "min_counts": 500},
+        "split": {"eval_fraction": 0.2, "seed": 0, "stratify": None},
+        "mixes": {"copy_only": {"total_cells": 300, "datasets": {"copy": 1.0}}},
+        "models": {"ldvae": {"architecture": "ldvae", "epochs": 1}},
+    }  # fmt: skip
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    target = "results/mixes/copy_only/seed0.h5ad"
+    res = snakemake(tmp_path, "--cores", "2", target, config=config)
+    assert res.returncode != 0
+    line = next(x for x in res.stderr.splitlines() if "same cells as held-out cells" in x)
+    assert "mix 'copy_only': " in line and "eval set 'pbmc3k'" in line and "Traceback" not in res.stderr
+    assert not (tmp_path / target).exists()
+    cfg["datasets"]["copy"]["split"] = {"drop_cross_source_duplicates": True}
+    config.write_text(yaml.safe_dump(cfg))
+    res = snakemake(tmp_path, "--cores", "2", target, config=config)
+    assert res.returncode == 0, res.stderr[-3000:]
+    import anndata as ad
+
+    mix = ad.read_h5ad(tmp_path / target, backed="r")
+    held = ad.read_h5ad(tmp_path / "results/split/pbmc3k/eval.h5ad", backed="r").obs_names
+    assert mix.n_obs == 300 and not set(mix.obs["source_cell_id"]) & set(held)
+    log = (tmp_path / "logs/mix/copy_only/seed0.log").read_text()
+    assert "training cells dropped, the same cells as held-out cells of eval set 'pbmc3k'" in log
+    assert json.loads((tmp_path / "results/mixes/copy_only/seed0.manifest.json").read_text())["n_cells"] == 300
