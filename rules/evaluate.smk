@@ -27,6 +27,7 @@ rule evaluate:
         device=EVALUATION["device"],
     params:
         reconstruction=EVALUATION["reconstruction"],
+        reconstruction_genes=EVALUATION["reconstruction_genes"],
         n_top_genes=EVALUATION["n_top_genes"],
         likelihood_samples=EVALUATION["likelihood_samples"],
         min_gene_overlap=EVALUATION["min_gene_overlap"],

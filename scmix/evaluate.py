@@ -1,9 +1,18 @@
 """Metrics on held-out cells: reconstruction accuracy as the datamix study defines it, per-gene residuals
-and zero calibration, and their summaries (numpy/pandas only; the model's outputs come from scmix.predict).
+and zero calibration, and their summaries (numpy/pandas, scanpy for the study's gene selection; the model's
+outputs come from scmix.predict).
 
 Reconstruction accuracy, per cell: Pearson r between log1p(CP10k) of the observed counts and
-log1p(1e4 * rho) of the model's normalised expression, over the most variable genes of the eval set
-(variance of log1p(CP10k) across the eval set's cells). r2 is the square of that Pearson r.
+log1p(1e4 * rho) of the model's normalised expression, over ``n_top_genes`` genes of the eval set (already
+reindexed to the model's genes, missing ones zero). r2 is the square of that Pearson r. The genes
+(``evaluation.reconstruction_genes``):
+
+- ``variance`` (default): the genes of highest variance of log1p(CP10k) (float64) across the eval set's cells;
+- ``seurat``, the datamix study's (microsoft/scFM-datamix, ``Evaluations/ldvae/LDVAE_eval_class.py``,
+  ``get_reconstruction_r2``): a ``log1p_cp10k`` layer made by ``scanpy.pp.normalize_total(target_sum=1e4)`` and
+  ``scanpy.pp.log1p`` (float32, as scanpy makes of integer counts), then
+  ``scanpy.pp.highly_variable_genes(n_top_genes=N, layer="log1p_cp10k")`` with scanpy's default flavor
+  ``seurat`` (dispersion normalised within bins of mean expression); the observed values are that layer's.
 """
 
 from __future__ import annotations
@@ -44,12 +53,48 @@ def pearson_per_cell(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / den, np.nan)
 
 
-def reconstruction_accuracy(counts, rho: np.ndarray, n_top_genes: int = 1000) -> pd.DataFrame:
-    """Per-cell Pearson r and r2 between observed log1p(CP10k) and log1p(1e4 * rho)."""
-    obs = log1p_cp10k(counts)
-    genes = top_variable_genes(obs, n_top_genes)
-    rec = np.log1p(1e4 * np.asarray(rho, dtype=np.float64))
-    r = pearson_per_cell(obs[:, genes], rec[:, genes])
+# how the reconstruction metric picks its genes (evaluation.reconstruction_genes; the first is the default)
+RECONSTRUCTION_GENES = ("variance", "seurat")
+
+
+def study_log1p_cp10k(counts):
+    """The datamix study's ``log1p_cp10k`` (an AnnData, sparse float32 ``X``): scanpy's normalize_total to 10,000
+    then log1p, on the counts as float32 (what scanpy makes of integer counts)."""
+    import anndata as ad
+    import scanpy as sc
+
+    adata = ad.AnnData(sp.csr_matrix(counts, dtype=np.float32))
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    return adata
+
+
+def study_genes(logx, n_top_genes: int) -> np.ndarray:
+    """Sorted indices of the genes ``scanpy.pp.highly_variable_genes(n_top_genes=...)`` (flavor ``seurat``, the
+    study's call) selects on the log1p_cp10k AnnData ``logx``; every gene when there are no more than that."""
+    import scanpy as sc
+
+    if n_top_genes >= logx.n_vars:
+        return np.arange(logx.n_vars)
+    hvg = sc.pp.highly_variable_genes(logx, n_top_genes=n_top_genes, flavor="seurat", inplace=False)
+    return np.flatnonzero(hvg["highly_variable"].to_numpy())
+
+
+def reconstruction_accuracy(counts, rho: np.ndarray, n_top_genes: int = 1000, genes: str = "variance") -> pd.DataFrame:
+    """Per-cell Pearson r and r2 between observed log1p(CP10k) and log1p(1e4 * rho), over the genes ``genes``
+    selects (``RECONSTRUCTION_GENES``; see the module docstring). Only those genes are densified."""
+    if genes == "seurat":
+        logx = study_log1p_cp10k(counts)
+        idx = study_genes(logx, n_top_genes)
+        obs = logx.X[:, idx].toarray().astype(np.float64)
+    elif genes == "variance":
+        full = log1p_cp10k(counts)
+        idx = top_variable_genes(full, n_top_genes)
+        obs = full[:, idx]
+    else:
+        raise ValueError(f"unknown reconstruction_genes {genes!r} ({', '.join(RECONSTRUCTION_GENES)})")
+    rec = np.log1p(1e4 * np.asarray(rho, dtype=np.float64)[:, idx])
+    r = pearson_per_cell(obs, rec)
     return pd.DataFrame({"pearson": r, "r2": r**2})
 
 

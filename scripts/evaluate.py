@@ -34,7 +34,7 @@ def main(smk):
 
     sample = p.reconstruction == "sample"
     rho = reconstructed_proportions(model, ckpt["meta"], counts, adata.obs, device=device, sample=sample, seed=seed)
-    per_cell = reconstruction_accuracy(counts, rho, n_top_genes=p.n_top_genes)
+    per_cell = reconstruction_accuracy(counts, rho, n_top_genes=p.n_top_genes, genes=p.reconstruction_genes)
     like = heldout_likelihood(model, ckpt["meta"], counts, adata.obs, n_samples=p.likelihood_samples,
                               device=device, seed=seed)  # fmt: skip
     per_cell = per_cell.join(like)

@@ -115,3 +115,13 @@ def test_dataset_overrides_do_not_bring_back_defaults(config):
     validate(config, str(SCHEMA))
     assert config["datasets"]["tumour"]["qc"] == {"min_genes": 100}
     assert config["datasets"]["tumour"]["split"] == {"holdout_cell_types": ["T"]}
+
+
+def test_the_schemas_reconstruction_genes_are_the_packages():
+    import yaml
+
+    from scmix.evaluate import RECONSTRUCTION_GENES
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "schemas/config.schema.yaml").read_text())
+    entry = schema["properties"]["evaluation"]["properties"]["reconstruction_genes"]
+    assert tuple(entry["enum"]) == RECONSTRUCTION_GENES and entry["default"] == RECONSTRUCTION_GENES[0]

@@ -44,7 +44,9 @@ def test_reconstruction_accuracy_perfect_model_scores_one():
     acc = reconstruction_accuracy(counts, rho, n_top_genes=3)
     np.testing.assert_allclose(acc["pearson"], 1.0)
     np.testing.assert_allclose(acc["r2"], 1.0)
-    flat = reconstruction_accuracy(counts, np.full((3, 4), 0.25) + np.eye(3, 4) * 1e-3, n_top_genes=3)
+    # (3 cells x 4 genes is too few for the seurat flavor's bins of mean expression: rank by variance)
+    flat = reconstruction_accuracy(counts, np.full((3, 4), 0.25) + np.eye(3, 4) * 1e-3, n_top_genes=3,
+                                   genes="variance")  # fmt: skip
     assert (flat["pearson"] < 1).all()
 
 
