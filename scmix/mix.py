@@ -157,10 +157,11 @@ def _union_obs(out: ad.AnnData, dtypes: Mapping[str, pd.Series], mix: str) -> No
     groups: dict[tuple, list[str]] = {}
     for column in [c for c in out.obs.columns if c in every]:
         lacking = tuple(d for d, cols in columns.items() if column not in cols)
-        if lacking:
-            groups.setdefault(lacking, []).append(column)
+        if not lacking:  # a column every dataset has keeps the dtype the concatenation gave it
+            continue
+        groups.setdefault(lacking, []).append(column)
         present = [t[column] for t in dtypes.values() if column in t.index]
-        if lacking and all(pd.api.types.is_integer_dtype(t) for t in present):
+        if all(pd.api.types.is_integer_dtype(t) for t in present):
             out.obs[column] = out.obs[column].astype("Int64")
         elif out.obs[column].dtype == object:
             out.obs[column] = pd.Categorical(out.obs[column].astype("string").astype(object).where(
