@@ -1,7 +1,7 @@
 """Peer measurement for the speed benchmark: scvi-tools ``LinearSCVI`` (LDVAE) training time and held-out NLL.
 
-    .venv-bench/bin/python benchmarks/scvi_peer.py      # quick check on PBMC 3k (2,000 HVG, 10 epochs)
-    .venv-bench/bin/python benchmarks/scvi_peer.py --shared DIR   # PBMC 3k from DIR (default ../shared/data)
+    .venv/bin/python benchmarks/scvi_peer.py      # quick check on PBMC 3k (2,000 HVG, 10 epochs)
+    .venv/bin/python benchmarks/scvi_peer.py --shared DIR   # PBMC 3k from DIR (default ../shared/data)
 
 Without scvi-tools or the PBMC 3k archive, or where a figure comes out NaN or not positive, the quick check
 stops with one line (exit code 1).
@@ -194,8 +194,8 @@ def _main(argv: list[str] | None = None) -> int:
     try:
         import scvi  # noqa: F401
     except ImportError as err:
-        return fail(f"scvi-tools is not importable ({err}) in {sys.executable}: run `make bench-setup` and use "
-                    f".venv-bench/bin/python")  # fmt: skip
+        return fail(f"scvi-tools is not importable ({err}) in {sys.executable}: run `make setup` and use "
+                    f".venv/bin/python")  # fmt: skip
     archive = args.shared / "pbmc3k" / "pbmc3k_filtered_gene_bc_matrices.tar.gz"
     if not archive.is_file():
         return fail(f"PBMC 3k not found: no {archive}; pass --shared DIR, the folder that holds pbmc3k/")

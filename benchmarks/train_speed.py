@@ -8,7 +8,7 @@ held-out reconstruction NLL per cell of each (negative binomial, posterior mean 
     python benchmarks/train_speed.py                      # CPU, both models when scvi-tools is installed
     python benchmarks/train_speed.py --device cuda        # data resident on the GPU
 
-scvi-tools is an optional extra (``make bench-setup`` builds .venv-bench with it); without it the script
+scvi-tools is the optional extra ``scvi`` (``make setup`` installs it); without it the script
 stops with a message unless ``--no-peer`` asks for scmix alone (no ratio then). A missing data archive, an
 unusable device, a model that fails or a figure that comes out zero, empty or NaN also stop it with one line
 (exit code 1) instead of a result.
@@ -119,8 +119,8 @@ def main(argv=None):
             import scvi  # noqa: F401 - scvi_peer imports it only when it trains
             from scvi_peer import scvi_linear
         except ImportError as err:
-            raise fail(f"scvi-tools is not importable ({err}) in {sys.executable}: run `make bench-setup` and use "
-                       f".venv-bench/bin/python, or pass --no-peer to measure scmix alone") from None  # fmt: skip
+            raise fail(f"scvi-tools is not importable ({err}) in {sys.executable}: run `make setup` and use "
+                       f".venv/bin/python, or pass --no-peer to measure scmix alone") from None  # fmt: skip
     archive = args.shared / ARCHIVE
     if not archive.is_file():
         raise fail(f"PBMC 3k not found: no {archive}; pass --shared DIR, the folder that holds {ARCHIVE}")

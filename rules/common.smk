@@ -51,7 +51,11 @@ if not workflow.dryrun:
 DATASETS = list(config["datasets"])
 MIXES = list(config["mixes"])
 MODELS = list(MODEL_SPECS)
-LINEAR_MODELS = [m for m, s in MODEL_SPECS.items() if s["architecture"] == "ldvae"]
+LINEAR_MODELS = [
+    m
+    for m, s in MODEL_SPECS.items()
+    if s["architecture"] in modelspec.LINEAR_ARCHITECTURES
+]
 SEEDS = [int(s) for s in config["seeds"]]
 EVAL_SETS = study.eval_sets(config)
 # genes.universe "all": every mix is cut to the genes of all datasets' training cells (one gene space)
@@ -73,6 +77,12 @@ def script_code(script, *modules):
     return deps.package_files(
         WORKFLOW_ROOT / "scripts" / script, WORKFLOW_ROOT, modules
     )
+
+
+def model_env(wildcards):
+    """The conda env of the jobs that run a model; scvi-tools models have their own."""
+    scvi = MODEL_SPECS[wildcards.model]["architecture"] in modelspec.SCVI_ARCHITECTURES
+    return "../envs/scvi.yaml" if scvi else "../envs/torch.yaml"
 
 
 def _alternatives(names):

@@ -21,7 +21,7 @@ rule evaluate:
     benchmark:
         "results/benchmarks/evaluate/{model}/{mix}/seed{seed}/{eval_set}.tsv"
     conda:
-        "../envs/torch.yaml"
+        model_env
     threads: 1
     resources:
         device=EVALUATION["device"],
@@ -49,7 +49,7 @@ rule synthetic:
     benchmark:
         "results/benchmarks/synthetic/{model}/{mix}/seed{seed}/{eval_set}.tsv"
     conda:
-        "../envs/torch.yaml"
+        model_env
     threads: 2
     resources:
         device=EVALUATION["device"],
@@ -69,12 +69,12 @@ rule latent:
         eval=expand("results/split/{eval_set}/eval.h5ad", eval_set=EVAL_SETS),
         code=script_code("latent.py"),
     output:
-        latent="results/latent/{model}/{mix}/seed{seed}/latent.tsv",
+        h5ad="results/latent/{model}/{mix}/seed{seed}/latent.h5ad",
         scores="results/latent/{model}/{mix}/seed{seed}/scores.tsv",
     log:
         "logs/latent/{model}/{mix}/seed{seed}.log",
     conda:
-        "../envs/torch.yaml"
+        model_env
     threads: 1
     resources:
         device=EVALUATION["device"],
@@ -82,5 +82,7 @@ rule latent:
         label_keys=EVALUATION["latent"]["keys"],
         min_gene_overlap=EVALUATION["min_gene_overlap"],
         eval_sets=EVAL_SETS,
+        # the UMAP (obsm X_umap) of the seed the UMAP figures are drawn for
+        umap=lambda wc: int(wc.seed) == UMAP_SEED,
     script:
         "../scripts/latent.py"

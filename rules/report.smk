@@ -170,7 +170,7 @@ rule plot_synthetic:
 
 rule plot_umap:
     input:
-        latent="results/latent/{model}/{mix}/seed{seed}/latent.tsv",
+        latent="results/latent/{model}/{mix}/seed{seed}/latent.h5ad",
         code=script_code("plot_umap.py"),
     output:
         png=report(
@@ -183,7 +183,7 @@ rule plot_umap:
     log:
         "logs/latent/{model}/{mix}/seed{seed}.umap.log",
     conda:
-        "../envs/torch.yaml"
+        "../envs/plot.yaml"
     params:
         label_keys=EVALUATION["latent"]["keys"],
     script:

@@ -13,7 +13,7 @@ rule train:
     benchmark:
         "results/benchmarks/train/{model}/{mix}/seed{seed}.tsv"
     conda:
-        "../envs/torch.yaml"
+        model_env
     # scheduling (threads, GPUs, device) as threads and resources: they do not make a trained model out of date
     threads: lambda wc: MODEL_SPECS[wc.model]["threads"]
     resources:
@@ -46,16 +46,17 @@ rule plot_loss:
         "../scripts/plot_loss.py"
 
 
-# The gene x latent loadings of a linear-decoder model (LDVAE).
+# The gene x latent loadings of a linear-decoder model (LDVAE, LinearSCVI): a TSV, and varm of an h5ad.
 rule loadings:
     input:
         model="results/models/{model}/{mix}/seed{seed}/model.pt",
         code=script_code("loadings.py"),
     output:
         tsv=f"results/models/{{model,{LINEAR_MODEL_PATTERN}}}/{{mix}}/seed{{seed}}/loadings.tsv",
+        h5ad=f"results/models/{{model,{LINEAR_MODEL_PATTERN}}}/{{mix}}/seed{{seed}}/loadings.h5ad",
     log:
         "logs/loadings/{model}/{mix}/seed{seed}.log",
     conda:
-        "../envs/torch.yaml"
+        model_env
     script:
         "../scripts/loadings.py"

@@ -1,18 +1,18 @@
 """Metrics on held-out cells: reconstruction accuracy as the datamix study defines it, per-gene residuals
 and zero calibration, and their summaries (numpy/pandas, scanpy for the study's gene selection; the model's
-outputs come from scmix.predict).
+outputs come from a trained model, scmix.trained).
 
 Reconstruction accuracy, per cell: Pearson r between log1p(CP10k) of the observed counts and
 log1p(1e4 * rho) of the model's normalised expression, over ``n_top_genes`` genes of the eval set (already
 reindexed to the model's genes, missing ones zero). r2 is the square of that Pearson r. The genes
 (``evaluation.reconstruction_genes``):
 
-- ``variance`` (default): the genes of highest variance of log1p(CP10k) (float64) across the eval set's cells;
-- ``seurat``, the datamix study's (microsoft/scFM-datamix, ``Evaluations/ldvae/LDVAE_eval_class.py``,
+- ``seurat`` (default), the datamix study's (microsoft/scFM-datamix, ``Evaluations/ldvae/LDVAE_eval_class.py``,
   ``get_reconstruction_r2``): a ``log1p_cp10k`` layer made by ``scanpy.pp.normalize_total(target_sum=1e4)`` and
   ``scanpy.pp.log1p`` (float32, as scanpy makes of integer counts), then
   ``scanpy.pp.highly_variable_genes(n_top_genes=N, layer="log1p_cp10k")`` with scanpy's default flavor
-  ``seurat`` (dispersion normalised within bins of mean expression); the observed values are that layer's.
+  ``seurat`` (dispersion normalised within bins of mean expression); the observed values are that layer's;
+- ``variance``: the genes of highest variance of log1p(CP10k) (float64) across the eval set's cells.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scmix.errors import ScmixInputError
-from scmix.genes import gene_keys, positions
-from scmix.io import check_integer_counts
+from scmix.genes import positions
 
 log = logging.getLogger("scmix.evaluate")
 
@@ -54,7 +53,7 @@ def pearson_per_cell(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 # how the reconstruction metric picks its genes (evaluation.reconstruction_genes; the first is the default)
-RECONSTRUCTION_GENES = ("variance", "seurat")
+RECONSTRUCTION_GENES = ("seurat", "variance")
 
 
 def study_log1p_cp10k(counts):
@@ -80,7 +79,8 @@ def study_genes(logx, n_top_genes: int) -> np.ndarray:
     return np.flatnonzero(hvg["highly_variable"].to_numpy())
 
 
-def reconstruction_accuracy(counts, rho: np.ndarray, n_top_genes: int = 1000, genes: str = "variance") -> pd.DataFrame:
+def reconstruction_accuracy(counts, rho: np.ndarray, n_top_genes: int = 1000,
+                            genes: str = RECONSTRUCTION_GENES[0]) -> pd.DataFrame:  # fmt: skip
     """Per-cell Pearson r and r2 between observed log1p(CP10k) and log1p(1e4 * rho), over the genes ``genes``
     selects (``RECONSTRUCTION_GENES``; see the module docstring). Only those genes are densified."""
     if genes == "seurat":
@@ -175,17 +175,6 @@ def reindex_to_genes(adata, genes, *, min_overlap: float, eval_set: str, keys=No
     X = sp.csr_matrix(adata.layers["counts"] if "counts" in adata.layers else adata.X)
     cols = sp.csr_matrix((np.ones(found.sum()), (pos[found], np.flatnonzero(found))), shape=(adata.n_vars, len(genes)))
     return (X @ cols).tocsr(), float(overlap)
-
-
-def model_counts(adata, ckpt: dict, *, min_overlap: float, name: str, path=None, kind: str = "dataset"):
-    """(counts in the checkpoint's gene order, gene overlap) for any AnnData: genes matched on the keys the
-    model's mix used (Ensembl IDs or symbols), missing genes zero-padded, counts checked to be raw integers."""
-    match_on = ckpt["meta"].get("match_on", "symbols")
-    model_keys = ckpt["meta"].get("gene_keys", ckpt["genes"])
-    counts, overlap = reindex_to_genes(adata, model_keys, keys=gene_keys(adata, match_on), min_overlap=min_overlap,
-                                       eval_set=name, kind=kind)  # fmt: skip
-    check_integer_counts(counts, path=str(path) if path else None, **{kind: name})
-    return counts, overlap
 
 
 def summarise(per_cell: pd.DataFrame, keys: list[str], by: str = "cell_type") -> pd.DataFrame:

@@ -67,13 +67,16 @@ def cell_data(X, obs: pd.DataFrame, *, transform: str | None, vocab: Mapping, de
     return CellData(X, codes=encode(obs, vocab), target=target, device=device)
 
 
-def prepare(adata, spec: Mapping, *, name: str, path: str | None = None, vocab=None, device="cpu",
-            kind: str = "dataset"):  # fmt: skip
-    """(CellData on ``device``, vocabulary) for a model spec; ``vocab`` None fixes it from these cells.
-    ``name`` is what the cells are (``kind``: a dataset, or a mix), for messages."""
+def checked_counts(adata, spec: Mapping, *, name: str, path: str | None = None, kind: str = "dataset"):
+    """(raw counts as CSR, the vocabulary of the model's covariates fixed from these cells), checked."""
     X = sp.csr_matrix(counts_matrix(adata))
     check_counts(X, adata.obs, name=name, path=path, kind=kind)
-    if vocab is None:
-        vocab = vocabulary(adata.obs, covariates(spec), name=name, path=path, kind=kind)
+    return X, vocabulary(adata.obs, covariates(spec), name=name, path=path, kind=kind)
+
+
+def prepare(adata, spec: Mapping, *, name: str, path: str | None = None, device="cpu", kind: str = "dataset"):
+    """(CellData on ``device``, vocabulary) for training a model of ``spec``, the vocabulary fixed from these
+    cells. ``name`` is what the cells are (``kind``: a dataset, or a mix), for messages."""
+    X, vocab = checked_counts(adata, spec, name=name, path=path, kind=kind)
     transform = spec["transform"] if spec["likelihood"] == "gaussian" else None
     return cell_data(X, adata.obs, transform=transform, vocab=vocab, device=device), vocab

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 # The vocabulary of model specs. This module imports nothing heavy (no torch, no anndata): the workflow
 # loads it while building the DAG.
 ARCHITECTURES = ("vae", "ldvae", "cvae", "gmvae")
+# scvi-tools' models (scmix.scvi_models), an optional extra; their keys are scvi-tools' own (SCVI_DEFAULTS)
+SCVI_ARCHITECTURES = ("scvi", "scvi_linear")
+LINEAR_ARCHITECTURES = ("ldvae", "scvi_linear")
 LIKELIHOODS = ("nb", "zinb", "poisson", "gaussian")
 COUNT_LIKELIHOODS = ("nb", "zinb", "poisson")
 TRANSFORMS = ("log1p_cp10k", "size_factor", "pearson_residuals")
@@ -50,6 +53,27 @@ DEFAULTS = {
     "gpu": 1,
 }
 
+# scvi-tools' defaults (scvi.model.SCVI / LinearSCVI, and their train()), except where noted
+SCVI_DEFAULTS = {
+    "n_latent": 10,
+    "n_layers": 1,
+    "n_hidden": 128,
+    "dropout_rate": 0.1,
+    "gene_likelihood": "nb",
+    "dispersion": "gene",
+    "use_observed_lib_size": None,  # None: scvi-tools' default, True for scvi and False (learned) for scvi_linear
+    "batch_key": None,  # an obs column of batches (scvi-tools' batch covariate)
+    "max_epochs": None,  # None: scvi-tools' own rule, min(round(20000 / n_cells * 400), 400)
+    "lr": 1e-3,
+    "early_stopping": False,
+    "batch_size": 128,
+    "train_size": 0.9,
+    "threads": 2,
+    "gpu": 1,
+    "device": "auto",
+}
+SCVI_OBSERVED_LIB_SIZE = {"scvi": True, "scvi_linear": False}
+
 # keys that say where and how a model is trained, not what is trained: they are left out of what reruns training
 SCHEDULING_KEYS = ("threads", "gpu", "device")
 
@@ -60,8 +84,22 @@ MODULE_KEYS = (
 )  # fmt: skip
 
 
+def resolve_scvi(name: str, spec: Mapping) -> dict:
+    """An scvi-tools model's full spec: config values over ``SCVI_DEFAULTS``, checked across keys."""
+    out = {**copy.deepcopy(SCVI_DEFAULTS), **copy.deepcopy(dict(spec))}
+    if out["use_observed_lib_size"] is None:
+        out["use_observed_lib_size"] = SCVI_OBSERVED_LIB_SIZE[out["architecture"]]
+    if out["dispersion"] == "gene-batch" and not out["batch_key"]:
+        raise ValueError(f"config: models.{name}: dispersion gene-batch needs batch_key (an obs column of batches)")
+    # scmix's names for what the rest of the workflow reads of any model
+    out["likelihood"], out["transform"], out["conditions"] = out["gene_likelihood"], None, []
+    return out
+
+
 def resolve(name: str, spec: Mapping) -> dict:
     """A model's full spec: config values over the defaults, checked across keys."""
+    if spec.get("architecture") in SCVI_ARCHITECTURES:
+        return resolve_scvi(name, spec)
     out = {**copy.deepcopy(DEFAULTS), **copy.deepcopy(dict(spec))}
     where = f"config: models.{name}"
     arch, lik = out["architecture"], out["likelihood"]
@@ -88,7 +126,10 @@ def training_spec(spec: Mapping) -> dict:
 
 
 def covariates(spec: Mapping) -> list[str]:
-    """The obs columns a model reads as categories: its conditions, then the dispersion key if any."""
+    """The obs columns a model reads as categories: its conditions, then the dispersion key if any (an scvi-tools
+    model: its batch key)."""
+    if spec.get("architecture") in SCVI_ARCHITECTURES:
+        return [spec["batch_key"]] if spec.get("batch_key") else []
     names = list(spec.get("conditions") or [])
     if spec.get("dispersion") == "gene-batch" and spec["dispersion_key"] not in names:
         names.append(spec["dispersion_key"])

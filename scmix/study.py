@@ -8,6 +8,7 @@ builds the DAG, and every message here names the config key that is wrong and wh
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Mapping
 
@@ -80,6 +81,11 @@ def check_config(config: Mapping, specs: Mapping[str, Mapping]) -> None:
             check_name(name, section)
     for name in specs:
         check_name(name, "models (as expanded from sweeps)")
+    scvi_models = [m for m, spec in specs.items() if spec["architecture"] in modelspec.SCVI_ARCHITECTURES]
+    if scvi_models and importlib.util.find_spec("scvi") is None:
+        arch = specs[scvi_models[0]]["architecture"]
+        raise ConfigError(f"config: models.{scvi_models[0]} has architecture {arch}, which needs scvi-tools (not "
+                          f"installed); install it with: pip install -e '.[scvi]' (or: make setup)")  # fmt: skip
     datasets = config["datasets"]
     for mix, recipe in config["mixes"].items():
         for d in recipe["datasets"]:

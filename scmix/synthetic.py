@@ -7,7 +7,7 @@ Three settings, each scored with an XGBoost classifier on log1p(CP10k) features:
 * ``synthetic_to_real``: trained on synthetic cells, tested on real held-out cells (can it stand in for real data?).
 Scores: precision, recall, F1 and support per class, macro and micro F1 (sklearn). ``discriminator_auc`` is the
 cross-validated ROC AUC of a classifier separating real held-out from synthetic cells (0.5 = indistinguishable).
-No torch here: the synthetic cells come from ``scmix.predict.generate_cells``.
+No torch here: the synthetic cells come from ``TrainedModel.generate`` (scmix.trained).
 """
 
 from __future__ import annotations

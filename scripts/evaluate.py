@@ -1,23 +1,15 @@
 """Rule evaluate: one trained model on one held-out eval set — reconstruction accuracy, held-out
-likelihood, per-gene residuals and zero calibration."""
+likelihood, per-gene residuals and zero calibration. The eval cells are prepared (and moved to the device) once."""
 
 import logging
 
 import torch
 
 from scmix import rulecall
-from scmix.checkpoint import load_checkpoint
-from scmix.evaluate import (
-    gene_fit,
-    gene_fit_summary,
-    likelihood_summary,
-    model_counts,
-    reconstruction_accuracy,
-    summarise,
-)
+from scmix.evaluate import gene_fit, gene_fit_summary, likelihood_summary, reconstruction_accuracy, summarise
 from scmix.io import read_h5ad, write_table
-from scmix.predict import expected_zero_fraction, heldout_likelihood, reconstructed_proportions
 from scmix.train import resolve_device
+from scmix.trained import load
 
 
 def main(smk):
@@ -25,18 +17,14 @@ def main(smk):
     torch.set_num_threads(smk.threads)
     p = smk.params
     seed = int(w.seed)
-    device = resolve_device(smk.resources.device)
-    model, ckpt = load_checkpoint(smk.input.model, device=device)
+    model = load(smk.input.model, device=resolve_device(smk.resources.device))
     adata = read_h5ad(smk.input.eval, dataset=w.eval_set)
-    counts, overlap = model_counts(adata, ckpt, min_overlap=p.min_gene_overlap, name=w.eval_set,
-                                   path=smk.input.eval)  # fmt: skip
+    cells = model.prepare(adata, min_overlap=p.min_gene_overlap, name=w.eval_set, path=smk.input.eval)
     keys = {"model": w.model, "mix": w.mix, "seed": seed, "eval_set": w.eval_set}
 
-    sample = p.reconstruction == "sample"
-    rho = reconstructed_proportions(model, ckpt["meta"], counts, adata.obs, device=device, sample=sample, seed=seed)
-    per_cell = reconstruction_accuracy(counts, rho, n_top_genes=p.n_top_genes, genes=p.reconstruction_genes)
-    like = heldout_likelihood(model, ckpt["meta"], counts, adata.obs, n_samples=p.likelihood_samples,
-                              device=device, seed=seed)  # fmt: skip
+    rho = model.normalized_expression(cells, library_size=1, sample=p.reconstruction == "sample", seed=seed)
+    per_cell = reconstruction_accuracy(cells.counts, rho, n_top_genes=p.n_top_genes, genes=p.reconstruction_genes)
+    like = model.heldout_likelihood(cells, n_samples=p.likelihood_samples, seed=seed)
     per_cell = per_cell.join(like)
     per_cell.insert(0, "cell_id", adata.obs_names.to_numpy())
     per_cell.insert(1, "cell_type", adata.obs["cell_type"].astype(str).to_numpy() if "cell_type" in adata.obs
@@ -44,18 +32,18 @@ def main(smk):
     for key, value in keys.items():
         per_cell[key] = value
     summary = summarise(per_cell, list(keys))
-    summary["gene_overlap"] = overlap
+    summary["gene_overlap"] = cells.overlap
     likelihood = likelihood_summary(per_cell, list(keys))
-    likelihood.insert(4, "likelihood", ckpt["meta"]["spec"]["likelihood"])
+    likelihood.insert(4, "likelihood", model.likelihood)
     likelihood["n_samples"] = p.likelihood_samples
 
-    genes = gene_fit(counts, rho, expected_zero_fraction(model, ckpt["meta"], counts, adata.obs, device=device))
-    genes.insert(0, "gene", [str(g) for g in ckpt["genes"]])
+    genes = gene_fit(cells.counts, rho, model.zero_probability(cells))
+    genes.insert(0, "gene", list(model.genes))
     logging.info(
         "%s | %s | seed %s on %s (%d cells, gene overlap %.1f%%): mean Pearson r %.4f; per cell reconstruction "
         "NLL %.2f, ELBO %.2f, log p(x) %.2f (%d samples); median explained variance %.3f; zero fraction "
         "observed - expected %.4f",
-        w.model, w.mix, w.seed, w.eval_set, len(per_cell), 100 * overlap, per_cell["pearson"].mean(),
+        w.model, w.mix, w.seed, w.eval_set, len(per_cell), 100 * cells.overlap, per_cell["pearson"].mean(),
         like["recon_nll"].mean(), like["elbo"].mean(), like["marginal_ll"].mean(), p.likelihood_samples,
         genes["explained_variance"].median(),
         (genes["observed_zero_fraction"] - genes["expected_zero_fraction"]).mean(),

@@ -1,4 +1,5 @@
-"""Rule latent: posterior means of every eval set's cells under one model, and silhouette scores."""
+"""Rule latent: posterior means of every eval set's cells under one model, as an AnnData (obsm X_scmix, and the
+UMAP of that latent as obsm X_umap for the seed the UMAPs are drawn for), and silhouette scores."""
 
 import logging
 
@@ -7,12 +8,10 @@ import pandas as pd
 import torch
 
 from scmix import rulecall
-from scmix.checkpoint import load_checkpoint
-from scmix.evaluate import model_counts
-from scmix.io import read_h5ad, write_table
-from scmix.latent import latent_scores
-from scmix.predict import latent_means
+from scmix.io import read_h5ad, write_h5ad, write_table
+from scmix.latent import latent_scores, umap_coordinates
 from scmix.train import resolve_device
+from scmix.trained import latent_adata, load
 
 
 def main(smk):
@@ -20,13 +19,11 @@ def main(smk):
     torch.set_num_threads(smk.threads)
     p = smk.params
     keys = list(p.label_keys)
-    device = resolve_device(smk.resources.device)
-    model, ckpt = load_checkpoint(smk.input.model, device=device)
+    model = load(smk.input.model, device=resolve_device(smk.resources.device))
     zs, obs = [], []
-    for eval_set, path in zip(smk.params.eval_sets, smk.input.eval, strict=True):
+    for eval_set, path in zip(p.eval_sets, smk.input.eval, strict=True):
         adata = read_h5ad(path, dataset=eval_set)
-        counts, _ = model_counts(adata, ckpt, min_overlap=p.min_gene_overlap, name=eval_set, path=path)
-        zs.append(latent_means(model, ckpt["meta"], counts, adata.obs, device=device))
+        zs.append(model.latent(model.prepare(adata, min_overlap=p.min_gene_overlap, name=eval_set, path=path)))
         o = pd.DataFrame({"cell_id": adata.obs_names.to_numpy(), "eval_set": eval_set})
         for k in keys:
             if k != "eval_set":
@@ -39,8 +36,11 @@ def main(smk):
     for row in scores.itertuples():
         logging.info("silhouette by %s on %s: %.3f (%d cells, %d labels)", row.key, row.eval_set, row.silhouette,
                      row.n_cells, row.n_labels)  # fmt: skip
-    table = obs.join(pd.DataFrame(z, columns=[f"z{i + 1}" for i in range(z.shape[1])]))
-    write_table(table, smk.output.latent)
+    umap = umap_coordinates(z, seed=int(w.seed)) if p.umap else None
+    # one row per eval cell: a cell in two eval sets keeps both rows, told apart by the eval set in its name
+    obs.index = pd.Index((obs["eval_set"] + ":" + obs["cell_id"].astype(str)).to_numpy())
+    write_h5ad(latent_adata(z, obs.astype({k: "category" for k in obs.columns if k != "cell_id"}), model=model,
+                            umap=umap), smk.output.h5ad)  # fmt: skip
     write_table(scores, smk.output.scores)
 
 

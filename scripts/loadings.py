@@ -1,17 +1,15 @@
-"""Rule loadings: the gene x latent weights of a linear-decoder model (LDVAE) as a TSV."""
-
-import pandas as pd
+"""Rule loadings: the gene x latent weights of a linear-decoder model (LDVAE, LinearSCVI) as a TSV and as varm of
+an AnnData with no cells."""
 
 from scmix import rulecall
-from scmix.checkpoint import load_checkpoint
-from scmix.io import write_table
+from scmix.io import write_h5ad, write_table
+from scmix.trained import load, loadings_adata
 
 
 def main(smk):
-    model, ckpt = load_checkpoint(smk.input.model)
-    weights = model.loadings().cpu().numpy()
-    table = pd.DataFrame(weights, index=ckpt["genes"], columns=[f"z{i}" for i in range(weights.shape[1])])
-    write_table(table, smk.output.tsv, index=True, index_label="gene")
+    model = load(smk.input.model)
+    write_table(model.loadings(), smk.output.tsv, index=True, index_label="gene")
+    write_h5ad(loadings_adata(model), smk.output.h5ad)
 
 
 rulecall.run(main, snakemake)  # noqa: F821

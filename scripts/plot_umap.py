@@ -1,17 +1,16 @@
-"""Rule plot_umap: UMAP of one model's latent of every eval set, coloured by each label column."""
+"""Rule plot_umap: the UMAP (obsm X_umap of the latent AnnData) of one model's held-out cells, coloured by each
+label column."""
 
-import pandas as pd
+import anndata as ad
 
 from scmix import plots, rulecall
-from scmix.latent import umap_coordinates
 
 
 def main(smk):
     w = smk.wildcards
-    table = pd.read_csv(smk.input.latent, sep="\t")
-    z = table.filter(regex=r"^z\d+$").to_numpy()
-    coords = umap_coordinates(z, seed=int(w.seed))
-    table["umap1"], table["umap2"] = coords[:, 0], coords[:, 1]
+    latent = ad.read_h5ad(smk.input.latent)
+    table = latent.obs.astype(object).reset_index(drop=True)
+    table["umap1"], table["umap2"] = latent.obsm["X_umap"][:, 0], latent.obsm["X_umap"][:, 1]
     keys = [k for k in smk.params.label_keys if k in table and table[k].notna().any()]
     table[keys] = table[keys].fillna("NA")
     plots.umap_panels(

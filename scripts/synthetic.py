@@ -6,13 +6,12 @@ import pandas as pd
 import torch
 
 from scmix import rulecall
-from scmix.checkpoint import load_checkpoint
 from scmix.errors import ScmixInputError
-from scmix.evaluate import log1p_cp10k, model_counts, top_variable_genes
+from scmix.evaluate import log1p_cp10k, top_variable_genes
 from scmix.io import read_h5ad, write_table
-from scmix.predict import generate_cells
 from scmix.synthetic import coarse_labels, discriminator_auc, read_label_map, utility
 from scmix.train import resolve_device
+from scmix.trained import load
 
 
 def labels_of(adata, key, path, **where):
@@ -29,16 +28,15 @@ def main(smk):
     seed, key = int(w.seed), p.label_key
     device = resolve_device(smk.resources.device)
     xgb_device = "cuda" if device.type == "cuda" else "cpu"
-    model, ckpt = load_checkpoint(smk.input.model, device=device)
+    model = load(smk.input.model, device=device)
     train = read_h5ad(smk.input.mix, mix=w.mix)
     held = read_h5ad(smk.input.eval, dataset=w.eval_set)
-    X_train, _ = model_counts(train, ckpt, min_overlap=1.0, name=w.mix, kind="mix", path=smk.input.mix)
-    X_held, _ = model_counts(held, ckpt, min_overlap=p.min_gene_overlap, name=w.eval_set, path=smk.input.eval)
+    X_train = model.prepare(train, min_overlap=1.0, name=w.mix, kind="mix", path=smk.input.mix).counts
+    X_held = model.prepare(held, min_overlap=p.min_gene_overlap, name=w.eval_set, path=smk.input.eval).counts
     y_train = labels_of(train, key, smk.input.mix, mix=w.mix)
     y_held = labels_of(held, key, smk.input.eval, dataset=w.eval_set)
 
-    X_synth, y_synth = generate_cells(model, ckpt["meta"], train.obs, key, p.cells_per_label, seed=seed,
-                                      device=device)  # fmt: skip
+    X_synth, y_synth = model.generate(train.obs, key, p.cells_per_label, seed=seed)
     logx_train = log1p_cp10k(X_train)
     features = top_variable_genes(logx_train, p.n_features)
     real_train, real_held, synth = logx_train[:, features], log1p_cp10k(X_held)[:, features], \

@@ -1,5 +1,6 @@
 """Rule train: fit one model on one mix and seed; write the checkpoint and the per-epoch TSV (rule plot_loss
-draws its curve)."""
+draws its curve). scmix's models train with scmix.train; scvi-tools' (architecture scvi, scvi_linear) with
+scvi-tools' own trainer (scmix.scvi_models)."""
 
 import logging
 
@@ -8,8 +9,8 @@ import torch
 from scmix import rulecall
 from scmix.checkpoint import save_checkpoint
 from scmix.io import read_h5ad, write_table
-from scmix.modeldata import prepare
-from scmix.modelspec import module_kwargs
+from scmix.modeldata import cell_data, checked_counts
+from scmix.modelspec import SCVI_ARCHITECTURES, module_kwargs
 from scmix.train import TrainConfig, build_and_fit, config_dict, resolve_device
 
 
@@ -17,18 +18,16 @@ def main(smk):
     model_name, mix, seed = smk.wildcards.model, smk.wildcards.mix, int(smk.wildcards.seed)
     torch.set_num_threads(smk.threads)
     spec = dict(smk.params.spec)
-    cfg = TrainConfig.from_mapping(spec, seed=seed, device=smk.resources.device)
-    device = resolve_device(cfg.device)
+    arch = spec["architecture"]
+    device = resolve_device(smk.resources.device)
     adata = read_h5ad(smk.input.h5ad, mix=mix)
-    data, vocab = prepare(adata, spec, name=mix, kind="mix", path=smk.input.h5ad, device=device)
+    X, vocab = checked_counts(adata, spec, name=mix, path=smk.input.h5ad, kind="mix")
     gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
     logging.info(
         "training %s (%s, %s likelihood) on mix %s seed %d: %d cells x %d genes on device %s%s, %d threads",
-        model_name, spec["architecture"], spec["likelihood"], mix, seed, adata.n_obs, adata.n_vars, device, gpu,
+        model_name, arch, spec["likelihood"], mix, seed, adata.n_obs, adata.n_vars, device, gpu,
         torch.get_num_threads(),
     )  # fmt: skip
-    kwargs = module_kwargs(spec, adata.n_vars, vocab)
-    model, history = build_and_fit(spec["architecture"], kwargs, data, cfg)
     match_keys = adata.var["match_key"] if "match_key" in adata.var else adata.var_names
     meta = {
         "match_on": adata.uns.get("mix", {}).get("match_on", "symbols"),
@@ -40,11 +39,23 @@ def main(smk):
         "mix": mix,
         "seed": seed,
         "device": str(device),
-        "train": config_dict(cfg),
         "n_cells": adata.n_obs,
     }
-    save_checkpoint(smk.output.model, model, architecture=spec["architecture"], model_kwargs=kwargs,
-                    genes=adata.var_names, meta=meta)  # fmt: skip
+    if arch in SCVI_ARCHITECTURES:
+        from scmix.scvi_models import fit_scvi, save_scvi
+
+        model, history, epochs = fit_scvi(X, adata.obs, adata.var_names, spec, seed=seed, device=device, name=mix)
+        meta["train"] = {"seed": seed, "epochs": epochs, "lr": spec["lr"], "batch_size": spec["batch_size"]}
+        save_scvi(smk.output.model, model, architecture=arch, genes=adata.var_names, meta=meta)
+    else:
+        cfg = TrainConfig.from_mapping(spec, seed=seed, device=smk.resources.device)
+        transform = spec["transform"] if spec["likelihood"] == "gaussian" else None
+        data = cell_data(X, adata.obs, transform=transform, vocab=vocab, device=device)
+        kwargs = module_kwargs(spec, adata.n_vars, vocab)
+        model, history = build_and_fit(arch, kwargs, data, cfg)
+        meta["train"] = config_dict(cfg)
+        save_checkpoint(smk.output.model, model, architecture=arch, model_kwargs=kwargs, genes=adata.var_names,
+                        meta=meta)  # fmt: skip
     write_table(history, smk.output.history)
 
 

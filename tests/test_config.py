@@ -39,6 +39,10 @@ def test_shipped_configs_validate_and_get_defaults(config):
         (lambda c: c["datasets"].update(bulk={"source": "csv", "url": "file:///x/counts.tsv"}), "counts"),
         (lambda c: c["datasets"].update(pb={"source": "tenx", "url": "ftp://x/y.tar.gz"}), "ftp://"),
         (lambda c: c["datasets"].update(pb={"source": "tenx", "url": "https://x/y", "labls": {}}), "labls"),
+        # an scvi-tools model takes scvi-tools' keys, and scmix's models not theirs
+        (lambda c: c["models"].update(s={"architecture": "scvi_linear", "hidden": [64]}), "hidden"),
+        (lambda c: c["models"].update(s={"architecture": "scvi", "gene_likelihood": "gaussian"}), "gaussian"),
+        (lambda c: c["models"]["ldvae"].update(n_layers=2), "n_layers"),
     ],
 )
 def test_wrong_key_or_type_names_the_key(config, edit, key):
@@ -104,7 +108,9 @@ def test_shared_data_configs_name_files_beside_the_checkout_and_dry_run(path, sh
     for url in (d.get("url") for d in cfg["datasets"].values()):
         assert url.startswith("file:../shared/data/") and (REPO / url.removeprefix("file:")).exists()
     out = _dry_run_in_repo("--configfile", path)
-    assert "rule synthetic" in out and "rule train" in out
+    assert "rule train" in out and "rule evaluate" in out
+    if any(m.get("conditions") for m in cfg["models"].values()):
+        assert "rule synthetic" in out
 
 
 def test_dataset_overrides_do_not_bring_back_defaults(config):
@@ -125,3 +131,31 @@ def test_the_schemas_reconstruction_genes_are_the_packages():
     schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "schemas/config.schema.yaml").read_text())
     entry = schema["properties"]["evaluation"]["properties"]["reconstruction_genes"]
     assert tuple(entry["enum"]) == RECONSTRUCTION_GENES and entry["default"] == RECONSTRUCTION_GENES[0]
+
+
+def test_the_schemas_architectures_and_scvi_keys_are_the_packages():
+    from scmix import modelspec
+
+    schema = yaml.safe_load(SCHEMA.read_text())["definitions"]
+    assert tuple(schema["model"]["properties"]["architecture"]["enum"]) == (
+        modelspec.ARCHITECTURES + modelspec.SCVI_ARCHITECTURES
+    )
+    assert set(schema["scvi_settings"]["properties"]) == set(modelspec.SCVI_DEFAULTS) | {"architecture"}
+    spec = modelspec.resolve("s", {"architecture": "scvi_linear"})
+    assert spec["use_observed_lib_size"] is False and spec["likelihood"] == "nb"  # scvi-tools' LinearSCVI default
+    assert modelspec.resolve("s", {"architecture": "scvi"})["use_observed_lib_size"] is True
+    with pytest.raises(ValueError, match="gene-batch needs batch_key"):
+        modelspec.resolve("s", {"architecture": "scvi", "dispersion": "gene-batch"})
+
+
+def test_an_scvi_model_without_scvi_tools_fails_at_start_up_with_the_install_command(config, monkeypatch):
+    import importlib.util
+
+    from scmix import study
+
+    config["models"]["reference"] = {"architecture": "scvi_linear", "n_layers": 2}
+    validate(config, str(SCHEMA))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scvi" else real(name, *a))
+    with pytest.raises(study.ConfigError, match=r"models\.reference .*scvi_linear.*pip install -e '\.\[scvi\]'"):
+        study.check_config(config, study.model_specs(config))

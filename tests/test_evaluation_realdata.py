@@ -8,10 +8,10 @@ import numpy as np
 from scmix.evaluate import log1p_cp10k, reconstruction_accuracy, summarise, top_variable_genes
 from scmix.modeldata import prepare
 from scmix.modelspec import module_kwargs, resolve
-from scmix.predict import generate_cells, heldout_likelihood, reconstructed_proportions
 from scmix.split import split_heldout
 from scmix.synthetic import coarse_labels, discriminator_auc, utility
 from scmix.train import TrainConfig, build_and_fit
+from scmix.trained import TrainedModel
 
 CFG = TrainConfig(epochs=40, batch_size=128, lr=5e-3, kl_warmup_epochs=5, patience=8, seed=0)
 COARSE = {"Naive CD4 T": "T", "Memory CD4 T": "T", "CD8 T": "T", "B": "B", "NK": "NK", "CD14+ Mono": "myeloid",
@@ -22,7 +22,7 @@ def _fit(train, **spec):
     spec = resolve("m", {"hidden": [128, 128], "n_latent": 10, **spec})
     data, vocab = prepare(train, spec, name="pbmc3k train")
     model, _ = build_and_fit(spec["architecture"], module_kwargs(spec, train.n_vars, vocab), data, CFG)
-    return model, {"spec": spec, "categories": vocab, "model": "m"}
+    return TrainedModel.from_module(model, spec=spec, genes=train.var_names, categories=vocab, name="m")
 
 
 def test_heldout_cell_type_is_reconstructed_worst_and_synthetic_cells_are_useful(pbmc3k_split):
@@ -31,8 +31,9 @@ def test_heldout_cell_type_is_reconstructed_worst_and_synthetic_cells_are_useful
     train, held = split_heldout(both, 0.2, seed=0, holdout_cell_types=["B"])
     assert "B" not in set(train.obs["cell_type"].astype(str))
 
-    model, meta = _fit(train, architecture="cvae", conditions=["cell_type"])
-    rho = reconstructed_proportions(model, meta, held.X, held.obs)
+    model = _fit(train, architecture="cvae", conditions=["cell_type"])
+    cells = model.prepare(held)
+    rho = model.normalized_expression(cells, library_size=1)
     per_cell = reconstruction_accuracy(held.X, rho, n_top_genes=1000)
     per_cell["cell_type"] = held.obs["cell_type"].astype(str).to_numpy()
     per_cell["model"] = "cvae"
@@ -42,11 +43,11 @@ def test_heldout_cell_type_is_reconstructed_worst_and_synthetic_cells_are_useful
     print("PBMC 3k held-out Pearson r by cell type (B unseen):", by_type["pearson_mean"].round(3).to_dict())
     assert by_type.loc["B", "pearson_mean"] < seen["pearson_mean"].min()
 
-    like = heldout_likelihood(model, meta, held.X, held.obs, n_samples=20)
+    like = model.heldout_likelihood(cells, n_samples=20)
     assert (like["marginal_ll"] >= like["elbo"]).all()
 
     # synthetic utility on the cell types the model saw
-    synth, y_synth = generate_cells(model, meta, train.obs, "cell_type", 150, seed=0)
+    synth, y_synth = model.generate(train.obs, "cell_type", 150, seed=0)
     features = top_variable_genes(log1p_cp10k(train.X), 1000)
     X_tr, X_te, X_sy = (log1p_cp10k(m)[:, features] for m in (train.X, held.X, synth))
     y_tr, y_te = train.obs["cell_type"].astype(str).to_numpy(), held.obs["cell_type"].astype(str).to_numpy()
@@ -80,12 +81,14 @@ def test_reconstruction_r_is_the_datamix_studys_to_1e6_on_real_data(pbmc3k, kang
     spec = resolve("m", {"architecture": "ldvae", "hidden": [128, 128], "n_latent": 10})
     data, vocab = prepare(train, spec, name="pbmc3k train")
     cfg = TrainConfig(epochs=8, batch_size=128, lr=5e-3, kl_warmup_epochs=2, patience=0, seed=0)
-    model, _ = build_and_fit("ldvae", module_kwargs(spec, train.n_vars, vocab), data, cfg)
-    meta = {"spec": spec, "categories": vocab, "model": "m"}
+    module, _ = build_and_fit("ldvae", module_kwargs(spec, train.n_vars, vocab), data, cfg)
+    model = TrainedModel.from_module(module, spec=spec, genes=genes, categories=vocab)
     eval_set = kang2018[:2000]
     counts, overlap = reindex_to_genes(eval_set, genes, min_overlap=0.5, eval_set="kang")
     assert 0.9 < overlap < 1  # 100 of the model's genes are absent from Kang's panel and padded
-    rho = reconstructed_proportions(model, meta, counts, eval_set.obs)
+    cells = model.prepare(eval_set, min_overlap=0.5, name="kang")
+    assert (cells.counts != counts).nnz == 0 and cells.overlap == overlap  # the model's own reindexing
+    rho = model.normalized_expression(cells, library_size=1)
 
     # the study, step by step: the eval set on the model's genes ...
     cols = [sp.csr_matrix(eval_set[:, g].X) if g in eval_set.var_names else

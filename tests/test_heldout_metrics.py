@@ -14,7 +14,6 @@ from scmix.modeldata import prepare
 from scmix.models import build_model
 from scmix.models.likelihoods import nb_log_prob
 from scmix.modelspec import module_kwargs, resolve
-from scmix.predict import expected_zero_fraction, generate_cells, heldout_likelihood
 from scmix.synthetic import (
     classification_scores,
     coarse_labels,
@@ -23,6 +22,7 @@ from scmix.synthetic import (
     utility,
 )
 from scmix.train import TrainConfig, fit
+from scmix.trained import TrainedModel
 
 
 def test_gene_fit_hand_values():
@@ -55,7 +55,7 @@ def _trained(blood, arch, **spec):
     torch.manual_seed(0)
     model = build_model(arch, **module_kwargs(spec, blood.n_vars, vocab))
     fit(model, data, TrainConfig(epochs=8, batch_size=64, val_fraction=0.0, kl_warmup_epochs=2))
-    return model, {"spec": spec, "categories": vocab, "model": "m"}, data
+    return model, TrainedModel.from_module(model, spec=spec, genes=blood.var_names, categories=vocab, name="m"), data
 
 
 @pytest.mark.parametrize(
@@ -64,20 +64,20 @@ def _trained(blood, arch, **spec):
      ("cvae", {"conditions": ["cell_type"], "likelihood": "poisson"})],
 )  # fmt: skip
 def test_importance_sampled_log_likelihood_bounds_the_elbo(blood, arch, spec):
-    model, meta, _ = _trained(blood, arch, **spec)
-    counts, obs = blood.X[:60], blood.obs.iloc[:60]
-    one = heldout_likelihood(model, meta, counts, obs, n_samples=1, seed=3)
-    many = heldout_likelihood(model, meta, counts, obs, n_samples=50, seed=3)
+    _, model, _ = _trained(blood, arch, **spec)
+    cells = model.prepare(blood[:60])
+    one = model.heldout_likelihood(cells, n_samples=1, seed=3)
+    many = model.heldout_likelihood(cells, n_samples=50, seed=3)
     np.testing.assert_allclose(one["marginal_ll"], one["elbo"], rtol=1e-6)  # one sample: the same number
     assert (many["marginal_ll"] >= many["elbo"] - 1e-4).all()  # Jensen, cell by cell
     assert many["marginal_ll"].mean() > one["marginal_ll"].mean()  # more samples: a tighter bound
     assert (many["recon_nll"] > 0).all() and np.isfinite(many.to_numpy()).all()
     # the same seed gives the same numbers
-    pd.testing.assert_frame_equal(many, heldout_likelihood(model, meta, counts, obs, n_samples=50, seed=3))
+    pd.testing.assert_frame_equal(many, model.heldout_likelihood(cells, n_samples=50, seed=3))
 
 
 def test_log_weights_are_the_textbook_terms(blood):
-    model, meta, data = _trained(blood, "ldvae")
+    model, _, data = _trained(blood, "ldvae")
     batch = data.batch(torch.arange(5))
     model.eval()
     log_w = model.log_importance_weights(batch, 2, generator=torch.Generator().manual_seed(7))
@@ -103,7 +103,7 @@ def test_zero_probability_is_the_likelihood_of_a_zero_and_shows_who_underfits_ze
     observed = 1 - np.asarray((blood.X != 0).mean(axis=0)).ravel()
     excess = {}
     for likelihood in ("nb", "zinb", "poisson"):
-        model, meta, data = _trained(blood, "vae", likelihood=likelihood)
+        model, trained, data = _trained(blood, "vae", likelihood=likelihood)
         batch = data.batch(torch.arange(20))
         model.eval()
         p0 = model.zero_probability(batch)
@@ -122,7 +122,7 @@ def test_zero_probability_is_the_likelihood_of_a_zero_and_shows_who_underfits_ze
                     pi = torch.sigmoid(out["pi_logits"])
                     ref = pi + (1 - pi) * ref
         torch.testing.assert_close(p0, ref, rtol=1e-4, atol=1e-6)
-        expected = expected_zero_fraction(model, meta, blood.X, blood.obs)
+        expected = trained.zero_probability(blood)
         excess[likelihood] = (observed - expected).mean()
     # on overdispersed (simulated NB) counts, Poisson expects far too few zeros, NB fewer than ZINB's
     # near-calibrated figure: the ordering the zero-calibration output is there to show
@@ -185,15 +185,15 @@ def test_label_map_reads_maps_and_names_what_is_missing(tmp_path):
 
 
 def test_generated_cells_follow_the_model_vocabulary(blood):
-    model, meta, _ = _trained(blood, "cvae", conditions=["cell_type", "donor"])
-    counts, labels = generate_cells(model, meta, blood.obs, "cell_type", 7, seed=2)
-    assert counts.shape == (7 * len(meta["categories"]["cell_type"]), blood.n_vars)
-    assert sorted(set(labels)) == meta["categories"]["cell_type"] and (labels == labels[0]).sum() == 7
+    _, model, _ = _trained(blood, "cvae", conditions=["cell_type", "donor"])
+    counts, labels = model.generate(blood.obs, "cell_type", 7, seed=2)
+    assert counts.shape == (7 * len(model.categories["cell_type"]), blood.n_vars)
+    assert sorted(set(labels)) == model.categories["cell_type"] and (labels == labels[0]).sum() == 7
     assert np.allclose(counts.data, np.round(counts.data)) and counts.data.min() > 0
-    again, _ = generate_cells(model, meta, blood.obs, "cell_type", 7, seed=2)
+    again, _ = model.generate(blood.obs, "cell_type", 7, seed=2)
     assert (counts != again).nnz == 0
     with pytest.raises(ValueError, match="not conditioned on 'batch'"):
-        generate_cells(model, meta, blood.obs, "batch", 7)
+        model.generate(blood.obs, "batch", 7)
 
 
 def test_silhouette_hand_value_and_latent_scores():

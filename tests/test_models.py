@@ -5,7 +5,8 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from scmix.checkpoint import load_checkpoint, save_checkpoint
+import scmix
+from scmix.checkpoint import save_checkpoint
 from scmix.errors import ScmixInputError
 from scmix.modeldata import encode, prepare
 from scmix.models import CellData, build_model
@@ -55,10 +56,11 @@ def test_every_variant_learns_generates_and_survives_a_checkpoint(tmp_path, bloo
     assert hist["val_elbo"].min() < hist["val_elbo"].iloc[0]
     save_checkpoint(tmp_path / "m.pt", model, architecture=spec["architecture"], model_kwargs=kwargs,
                     genes=blood.var_names, meta={"spec": spec, "categories": vocab})  # fmt: skip
-    back, payload = load_checkpoint(tmp_path / "m.pt")
+    loaded = scmix.load(tmp_path / "m.pt")
+    back = loaded.module
     batch = data.batch(torch.arange(20))
     torch.testing.assert_close(back.reconstruct(batch), model.reconstruct(batch))
-    assert payload["meta"]["categories"] == vocab
+    assert loaded.categories == vocab
     codes = torch.ones(50, len(kwargs["covariates"]), dtype=torch.long) if kwargs["covariates"] else None
     cells = back.generate(50, codes=codes)
     assert cells.shape == (50, blood.n_vars) and torch.isfinite(cells).all()
@@ -181,16 +183,22 @@ def test_checkpoint_records_genes_and_rejects_garbage(tmp_path, blood):
     fit(model, blood.X, TrainConfig(epochs=2, seed=0))
     save_checkpoint(tmp_path / "m.pt", model, architecture="ldvae", model_kwargs=kwargs, genes=blood.var_names,
                     meta={"mix": "m"})  # fmt: skip
-    back, payload = load_checkpoint(tmp_path / "m.pt")
-    assert payload["genes"] == list(blood.var_names) and payload["meta"]["mix"] == "m"
+    from scmix.checkpoint import load_payload
+
+    payload = load_payload(tmp_path / "m.pt")
+    loaded = scmix.load(tmp_path / "m.pt")
+    back = loaded.module
+    assert list(loaded.genes) == list(blood.var_names) and loaded.meta["mix"] == "m"
     assert payload["scmix_version"] and payload["torch_version"]
     assert (tmp_path / "m.pt").stat().st_mode & 0o777 == 0o666 & ~_umask()
     x = torch.as_tensor(blood.X[:10].toarray(), dtype=torch.float32)
     torch.testing.assert_close(back.normalised_expression(x), model.normalised_expression(x))
-    assert back.loadings().shape == (blood.n_vars, 3)
+    assert loaded.loadings().shape == (blood.n_vars, 3) and list(loaded.loadings().index) == list(blood.var_names)
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     with pytest.raises(ScmixInputError, match="bad.pt"):
-        load_checkpoint(tmp_path / "bad.pt")
+        scmix.load(tmp_path / "bad.pt")
+    with pytest.raises(ScmixInputError, match="no such model file"):
+        scmix.load(tmp_path / "absent.pt")
 
 
 def test_latent_library_tracks_the_observed_library(blood):

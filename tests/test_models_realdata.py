@@ -83,12 +83,13 @@ def test_ldvae_learns_real_pbmc3k(pbmc3k_split):
 
 @pytest.mark.parametrize("transform", ["log1p_cp10k", "pearson_residuals"])
 def test_gaussian_baseline_on_transformed_input_reconstructs(pbmc3k_split, transform):
-    from scmix.predict import reconstructed_proportions
+    from scmix.trained import TrainedModel
 
     train, held = pbmc3k_split
-    model, vocab = _train(train, f"gauss-{transform}", likelihood="gaussian", transform=transform)
-    meta = {"spec": {"transform": transform}, "categories": vocab}
-    rho = reconstructed_proportions(model, meta, held.X, held.obs)
+    spec = {"architecture": "vae", "likelihood": "gaussian", "transform": transform}
+    module, vocab = _train(train, f"gauss-{transform}", **spec)
+    model = TrainedModel.from_module(module, spec=spec, genes=train.var_names, categories=vocab)
+    rho = model.normalized_expression(held, library_size=1)
     assert np.allclose(rho.sum(1), 1.0, atol=1e-6)
     acc = reconstruction_accuracy(held.X, rho, 1000)["pearson"].mean()
     print(f"gaussian on {transform}: held-out mean Pearson r {acc:.3f}")

@@ -3,6 +3,10 @@
 A count likelihood only needs its ``lgamma`` and ``x * log(mu)`` terms where a count is non-zero, so the
 counts travel as compressed sparse rows (CSR) and each batch is a vectorised gather of rows; nothing here
 reads files or knows about AnnData.
+
+Training runs in float32. Evaluation may cut its batches in float64 (``CellData.batches(dtype=torch.float64)``
+with the module in float64): a deep cell's log-likelihood is a sum of terms of size ~1e7 (its ``lgamma(x + 1)``
+alone), where float32's spacing is 0.5 to 1 nat, so per-cell sums in float32 come out quantised.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ class SparseRows:
 
     crow: torch.Tensor  # (n_rows + 1,) int64
     col: torch.Tensor  # (nnz,) int64
-    val: torch.Tensor  # (nnz,) float32
+    val: torch.Tensor  # (nnz,) float32 (float64 at evaluation)
     n_genes: int
     log_factorial: torch.Tensor | None = None  # (n_rows,) sum of lgamma(x + 1) per cell, if precomputed
 
@@ -96,6 +100,19 @@ class Batch:
         return b
 
 
+def _row_log_factorial64(crow: torch.Tensor, val: torch.Tensor, chunk: int = 1 << 24) -> torch.Tensor:
+    """Per cell, sum of lgamma(x + 1) accumulated in float64 (a deep cell's float32 sum is off by a nat or
+    more), a chunk of stored values at a time so that no float64 copy of all counts is made."""
+    n_rows = crow.numel() - 1
+    lengths = crow[1:] - crow[:-1]
+    row = torch.repeat_interleave(torch.arange(n_rows, device=val.device), lengths, output_size=val.numel())
+    out = torch.zeros(n_rows, dtype=torch.float64, device=val.device)
+    for start in range(0, val.numel(), chunk):
+        part = slice(start, start + chunk)
+        out.index_add_(0, row[part], torch.lgamma(val[part].double() + 1.0))
+    return out
+
+
 class CellData:
     """All cells of a training or evaluation matrix, resident on one device; ``batch(idx)`` cuts a Batch."""
 
@@ -108,17 +125,24 @@ class CellData:
         self.crow = torch.as_tensor(X.indptr.astype(np.int64), device=device)
         self.col = torch.as_tensor(X.indices.astype(np.int64), device=device)
         self.val = torch.as_tensor(X.data.astype(np.float32), device=device)
+        self._val64 = None
         self.codes = None if codes is None else torch.as_tensor(np.asarray(codes, dtype=np.int64), device=device)
         if self.codes is not None and self.codes.ndim == 1:
             self.codes = self.codes[:, None]
         self.target = None if target is None else torch.as_tensor(np.asarray(target, dtype=np.float32), device=device)
-        self.log_factorial = SparseRows(self.crow, self.col, self.val, self.n_genes).row_log_factorial()
+        self.log_factorial64 = _row_log_factorial64(self.crow, self.val)
+        self.log_factorial = self.log_factorial64.float()
 
     def __len__(self) -> int:
         return self.n_cells
 
-    def batch(self, idx) -> Batch:
+    def batch(self, idx, dtype: torch.dtype = torch.float32) -> Batch:
+        """The cells ``idx`` as a Batch; ``dtype`` float64 gives counts, log factorials and a transformed
+        input in float64 (for a module in float64)."""
         idx = torch.as_tensor(idx, dtype=torch.long, device=self.device)
+        wide = dtype == torch.float64
+        if wide and self._val64 is None:
+            self._val64 = self.val.double()
         starts, ends = self.crow[idx], self.crow[idx + 1]
         lengths = ends - starts
         crow = torch.zeros(len(idx) + 1, dtype=torch.long, device=self.device)
@@ -127,14 +151,12 @@ class CellData:
         pos = torch.arange(total, device=self.device) + torch.repeat_interleave(
             starts - crow[:-1], lengths, output_size=total
         )
-        rows = SparseRows(crow, self.col[pos], self.val[pos], self.n_genes, self.log_factorial[idx])
-        return Batch(
-            rows,
-            None if self.codes is None else self.codes[idx],
-            None if self.target is None else self.target[idx],
-        )
+        val, log_factorial = (self._val64, self.log_factorial64) if wide else (self.val, self.log_factorial)
+        rows = SparseRows(crow, self.col[pos], val[pos], self.n_genes, log_factorial[idx])
+        target = None if self.target is None else self.target[idx].to(dtype)
+        return Batch(rows, None if self.codes is None else self.codes[idx], target)
 
-    def batches(self, batch_size: int):
+    def batches(self, batch_size: int, dtype: torch.dtype = torch.float32):
         """All cells in order, in batches (for evaluation)."""
         for start in range(0, self.n_cells, batch_size):
-            yield self.batch(torch.arange(start, min(start + batch_size, self.n_cells)))
+            yield self.batch(torch.arange(start, min(start + batch_size, self.n_cells)), dtype=dtype)

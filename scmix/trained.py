@@ -1,0 +1,287 @@
+"""A trained model as one object: ``scmix.load(path)`` gives a ``TrainedModel`` whatever trained it.
+
+``model.prepare(adata)`` matches an AnnData's genes to the model's (on the keys its mix used: symbols or
+Ensembl IDs; genes the cells lack are zero-padded), checks that the counts are raw integers and returns
+``Cells`` that every method takes, so that a rule moves its cells to the device once. The methods:
+
+* ``normalized_expression(cells, library_size=1e4, sample=False)``: the decoder's expression at a library
+  size (``library_size=1``: proportions, rows sum to one), at the posterior mean of z or one draw of it;
+* ``latent(cells)``: posterior means of z;
+* ``heldout_likelihood(cells, n_samples)``: per cell, reconstruction NLL at the posterior mean, a Monte Carlo
+  ELBO and the importance-sampled log p(x), summed per cell in float64;
+* ``zero_probability(cells)``: per gene, the model's mean P(x = 0) over the cells;
+* ``generate(obs, label_key, n_per_label)``: synthetic cells of each label a conditional model knows;
+* ``loadings()``: the gene x latent weights of a linear decoder; ``save(path)``.
+
+Every method also takes an AnnData and prepares it first. Models of scvi-tools (``architecture: scvi`` or
+``scvi_linear``) load as ``scmix.scvi_models.ScviModel``, the same interface over scvi-tools' own methods.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from scmix import transforms
+from scmix.checkpoint import load_payload, save_checkpoint
+from scmix.evaluate import reindex_to_genes
+from scmix.genes import gene_keys
+from scmix.io import check_integer_counts
+from scmix.modeldata import cell_data, encode
+from scmix.models import build_model
+from scmix.modelspec import SCVI_ARCHITECTURES
+
+
+@dataclass
+class Cells:
+    """An AnnData's cells as a model reads them: counts in the model's gene order, obs, and the fraction of
+    the model's genes the AnnData had. ``data`` (the model's tensors on its device) is built on first use."""
+
+    counts: sp.csr_matrix
+    obs: pd.DataFrame
+    overlap: float
+    name: str
+    cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n_cells(self) -> int:
+        return self.counts.shape[0]
+
+    @property
+    def obs_names(self) -> pd.Index:
+        return self.obs.index
+
+
+def load(path, device="cpu") -> TrainedModel:
+    """The trained model at ``path`` (a ``model.pt`` the workflow's rule train wrote), on ``device``."""
+    payload = load_payload(path, device=device)
+    if payload["architecture"] in SCVI_ARCHITECTURES:
+        from scmix.scvi_models import ScviModel
+
+        return ScviModel.from_payload(payload, device=device, path=path)
+    return TrainedModel.from_payload(payload, device=device)
+
+
+class TrainedModel:
+    """One of scmix's torch models with what it was trained on: genes and their keys, category vocabularies,
+    the model spec. ``module`` is the torch module (``scmix.models.VAE``)."""
+
+    def __init__(self, module, *, architecture: str, model_kwargs: dict, genes, meta: dict, device="cpu"):
+        self.module = module.to(device).eval()
+        self.architecture = architecture
+        self.model_kwargs = dict(model_kwargs)
+        self.genes = pd.Index([str(g) for g in genes])
+        self.meta = dict(meta)
+        self.device = torch.device(device)
+        self._module64 = None
+
+    @classmethod
+    def from_module(cls, module, *, spec: dict, genes, categories=None, model_kwargs=None, name: str = "model",
+                    device="cpu") -> TrainedModel:  # fmt: skip
+        """A module trained in Python (``scmix.train.build_and_fit``) with its spec, genes and vocabulary."""
+        meta = {
+            "model": name,
+            "spec": dict(spec),
+            "categories": dict(categories or {}),
+            "transform": spec.get("transform"),
+        }
+        return cls(module, architecture=spec["architecture"], model_kwargs=dict(model_kwargs or {}), genes=genes,
+                   meta=meta, device=device)  # fmt: skip
+
+    @classmethod
+    def from_payload(cls, payload: dict, device="cpu") -> TrainedModel:
+        module = build_model(payload["architecture"], **payload["model_kwargs"])
+        module.load_state_dict(payload["state_dict"])
+        return cls(module, architecture=payload["architecture"], model_kwargs=payload["model_kwargs"],
+                   genes=payload["genes"], meta=payload["meta"], device=device)  # fmt: skip
+
+    # -- what the model knows ------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("model", "model"))
+
+    @property
+    def spec(self) -> dict:
+        return dict(self.meta.get("spec") or {})
+
+    @property
+    def categories(self) -> dict[str, list[str]]:
+        """The vocabulary of each covariate (code = position + 1; 0 is a category the model never saw)."""
+        return dict(self.meta.get("categories") or {})
+
+    @property
+    def match_on(self) -> str:
+        return self.meta.get("match_on", "symbols")
+
+    @property
+    def gene_keys(self) -> pd.Index:
+        """The keys the model's genes are matched on (symbols, or Ensembl IDs when its mix matched on IDs)."""
+        return pd.Index(self.meta.get("gene_keys") or list(self.genes))
+
+    @property
+    def counts_model(self) -> bool:
+        return bool(self.module.counts_model)
+
+    @property
+    def likelihood(self) -> str:
+        return self.spec.get("likelihood", self.model_kwargs.get("likelihood", "nb"))
+
+    @property
+    def linear(self) -> bool:
+        return getattr(self.module, "decoder_kind", None) == "linear"
+
+    @property
+    def n_latent(self) -> int:
+        return int(self.module.n_latent)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, {self.architecture}, {len(self.genes)} genes, {self.device})"
+
+    # -- cells -----------------------------------------------------------------------------------------------
+    def prepare(self, adata, *, min_overlap: float = 0.0, name: str = "cells", path=None,
+                kind: str = "dataset") -> Cells:  # fmt: skip
+        """``adata``'s raw counts on the model's genes (missing genes zero, with a warning; fewer than
+        ``min_overlap`` of them found is an error), checked to be integers. ``name``/``kind``/``path`` name the
+        cells in messages."""
+        if isinstance(adata, Cells):
+            return adata
+        counts, overlap = reindex_to_genes(adata, self.gene_keys, keys=gene_keys(adata, self.match_on),
+                                           min_overlap=min_overlap, eval_set=name, kind=kind)  # fmt: skip
+        check_integer_counts(counts, path=str(path) if path else None, **{kind: name})
+        return Cells(counts, adata.obs.copy(), overlap, name)
+
+    def _data(self, cells: Cells):
+        """The cells' tensors on the model's device (counts, category codes, a Gaussian model's input), once."""
+        key = ("scmix", str(self.device))
+        if key not in cells.cache:
+            transform = None if self.counts_model else self.spec.get("transform")
+            cells.cache[key] = cell_data(cells.counts, cells.obs, transform=transform, vocab=self.categories,
+                                         device=self.device)  # fmt: skip
+        return cells.cache[key]
+
+    def _generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(int(seed))
+
+    # -- what the model says about cells ---------------------------------------------------------------------
+    def normalized_expression(self, cells, *, library_size: float = 1e4, sample: bool = False, seed: int = 0,
+                              batch_size: int = 1024) -> np.ndarray:  # fmt: skip
+        """The decoder's expression (cells x genes) scaled to ``library_size`` per cell (1: proportions), at the
+        posterior mean of z or (``sample``) one draw of it. A Gaussian model's output is mapped back to
+        proportions from its transform space (``transforms.to_proportions``)."""
+        cells = self.prepare(cells)
+        data, gen = self._data(cells), self._generator(seed)
+        with torch.no_grad():
+            out = np.concatenate([self.module.reconstruct(b, sample=sample, generator=gen).cpu().numpy()
+                                  for b in data.batches(batch_size)])  # fmt: skip
+        if not self.counts_model:
+            out = transforms.to_proportions(out, self.spec["transform"], cells.counts)
+        return out if library_size == 1 else out * library_size
+
+    def latent(self, cells, *, batch_size: int = 1024) -> np.ndarray:
+        """Posterior means of z (cells x n_latent)."""
+        data = self._data(self.prepare(cells))
+        with torch.no_grad():
+            return np.concatenate([self.module.latent(b).cpu().numpy() for b in data.batches(batch_size)])
+
+    def _wide(self):
+        """The module in float64, for per-cell likelihood sums."""
+        if self._module64 is None:
+            self._module64 = copy.deepcopy(self.module).double().eval()
+        return self._module64
+
+    def heldout_likelihood(self, cells, *, n_samples: int = 100, seed: int = 0, batch_size: int = 256) -> pd.DataFrame:
+        """Per cell (nats; one row per cell, in order): ``recon_nll``, the reconstruction NLL at the posterior
+        mean (as in training's validation); ``elbo``, a Monte Carlo ELBO; ``marginal_ll``, the importance-sampled
+        log p(x) from ``n_samples`` draws of q. Computed in float64.
+
+        Count models only: a Gaussian model's densities are over transformed values, not counts, so its rows are
+        NaN rather than numbers that look comparable."""
+        cells = self.prepare(cells)
+        if not self.counts_model:
+            return pd.DataFrame({"recon_nll": np.full(cells.n_cells, np.nan), "elbo": np.nan, "marginal_ll": np.nan})
+        data, gen, module = self._data(cells), self._generator(seed), self._wide()
+        parts = []
+        with torch.no_grad():
+            for b in data.batches(batch_size, dtype=torch.float64):
+                log_w = module.log_importance_weights(b, n_samples, generator=gen)
+                parts.append(torch.stack([module(b)["recon"], log_w.mean(0),
+                                          torch.logsumexp(log_w, 0) - np.log(n_samples)], 1).cpu().numpy())  # fmt: skip
+        return pd.DataFrame(np.concatenate(parts), columns=["recon_nll", "elbo", "marginal_ll"])
+
+    def zero_probability(self, cells, *, batch_size: int = 1024) -> np.ndarray:
+        """Per gene, the model's mean probability of a zero count over the cells (NaN for a Gaussian model)."""
+        cells = self.prepare(cells)
+        if not self.counts_model:
+            return np.full(cells.counts.shape[1], np.nan)
+        data = self._data(cells)
+        total = torch.zeros(cells.counts.shape[1], dtype=torch.float64, device=self.device)
+        with torch.no_grad():
+            for b in data.batches(batch_size):
+                total += self.module.zero_probability(b).double().sum(0)
+        return (total / max(cells.n_cells, 1)).cpu().numpy()
+
+    def _label_vocab(self, label_key: str) -> list[str]:
+        if label_key not in self.categories:
+            raise ValueError(f"model '{self.name}' is not conditioned on '{label_key}' "
+                             f"(conditions: {list(self.categories)})")  # fmt: skip
+        return self.categories[label_key]
+
+    def generate(self, obs: pd.DataFrame, label_key: str, n_per_label: int, *,
+                 seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray]:  # fmt: skip
+        """``n_per_label`` synthetic cells (counts, labels) for each ``label_key`` category the model was
+        trained on. The model's other conditions (donor, batch, dataset, ...) are drawn, per label, from the
+        cells of ``obs`` (the training cells) with that label, so each synthetic cell has a combination of
+        conditions that occurred there. The library size comes from the model's log-normal library prior."""
+        vocab = self._label_vocab(label_key)
+        torch.manual_seed(int(seed))
+        rng = np.random.default_rng(seed)
+        labels = obs[label_key].astype(str).to_numpy()
+        blocks, out_labels = [], []
+        for label in vocab:
+            rows = rng.choice(np.flatnonzero(labels == label), size=n_per_label, replace=True)
+            codes = torch.as_tensor(encode(obs.iloc[rows], self.categories), device=self.device)
+            blocks.append(sp.csr_matrix(self.module.generate(n_per_label, codes=codes).cpu().numpy()))
+            out_labels += [label] * n_per_label
+        return sp.vstack(blocks).tocsr(), np.asarray(out_labels)
+
+    def loadings(self) -> pd.DataFrame:
+        """Gene x latent weights (columns z0, z1, ...) of a linear decoder (LDVAE)."""
+        if not self.linear:
+            raise ValueError(f"model '{self.name}' ({self.architecture}) has no linear decoder, so no gene loadings")
+        weights = self.module.loadings().cpu().numpy()
+        return pd.DataFrame(weights, index=self.genes, columns=[f"z{i}" for i in range(weights.shape[1])])
+
+    def save(self, path) -> None:
+        save_checkpoint(path, self.module, architecture=self.architecture, model_kwargs=self.model_kwargs,
+                        genes=self.genes, meta=self.meta)  # fmt: skip
+
+
+def latent_adata(z: np.ndarray, obs: pd.DataFrame, *, model: TrainedModel, umap: np.ndarray | None = None):
+    """The latent of some cells as an AnnData: no X (0 genes), ``obsm["X_scmix"]`` the posterior means,
+    ``obsm["X_umap"]`` when given, obs the cells' labels, ``uns["scmix"]`` which model made it."""
+    import anndata as ad
+
+    out = ad.AnnData(np.zeros((z.shape[0], 0), dtype=np.float32), obs=obs)
+    out.obsm["X_scmix"] = np.asarray(z, dtype=np.float32)
+    if umap is not None:
+        out.obsm["X_umap"] = np.asarray(umap, dtype=np.float32)
+    out.uns["scmix"] = {"model": model.name, "architecture": model.architecture, "mix": str(model.meta.get("mix")),
+                        "seed": int(model.meta.get("seed", 0))}  # fmt: skip
+    return out
+
+
+def loadings_adata(model: TrainedModel):
+    """A linear decoder's loadings as an AnnData with no cells: var the model's genes, ``varm["loadings"]``."""
+    import anndata as ad
+
+    table = model.loadings()
+    out = ad.AnnData(np.zeros((0, len(table)), dtype=np.float32), var=pd.DataFrame(index=table.index))
+    out.var["gene_key"] = list(model.gene_keys)
+    out.varm["loadings"] = table.to_numpy(dtype=np.float32)
+    out.uns["scmix"] = {"model": model.name, "architecture": model.architecture, "latent": list(table.columns)}
+    return out
