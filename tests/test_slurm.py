@@ -50,7 +50,7 @@ def targets(cfg):
     out += [f"results/eval/{m}/{MIX}/seed{SEED}/{e}.{t}.tsv" for m in models for e in eval_sets
             for t in ("summary", "cells", "likelihood", "genes", "gene_summary")]  # fmt: skip
     out += [f"results/synthetic/cvae/{MIX}/seed{SEED}/{e}.tsv" for e in eval_sets]
-    out += [f"results/latent/{m}/{MIX}/seed{SEED}/{f}.tsv" for m in models for f in ("latent", "scores")]
+    out += [f"results/latent/{m}/{MIX}/seed{SEED}/{f}" for m in models for f in ("latent.h5ad", "scores.tsv")]
     return out
 
 
@@ -104,6 +104,10 @@ def test_the_slurm_profile_runs_the_tiny_config_through_sbatch_with_the_results_
         path = f"results/models/{model}/{MIX}/seed{SEED}/model.pt"
         a, b = (torch.load(d / path, weights_only=True)["state_dict"] for d in (tmp_path, local))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), path
+    for target in (t for t in wanted if t.endswith("latent.h5ad")):
+        a, b = (ad.read_h5ad(d / target) for d in (tmp_path, local))
+        assert (a.obs_names == b.obs_names).all() and np.array_equal(a.obsm["X_scmix"], b.obsm["X_scmix"]), target
+        np.testing.assert_allclose(a.obsm["X_umap"], b.obsm["X_umap"], atol=1e-5, err_msg=target)
     a, b = (ad.read_h5ad(d / f"results/mixes/{MIX}/seed{SEED}.h5ad") for d in (tmp_path, local))
     assert (a.obs_names == b.obs_names).all() and (a.var_names == b.var_names).all()
     assert np.array_equal(a.X.toarray(), b.X.toarray())
