@@ -31,6 +31,7 @@ rule evaluate:
         n_top_genes=EVALUATION["n_top_genes"],
         likelihood_samples=EVALUATION["likelihood_samples"],
         min_gene_overlap=EVALUATION["min_gene_overlap"],
+        chunk_cells=EVALUATION["chunk_cells"],
     script:
         "../scripts/evaluate.py"
 
@@ -58,6 +59,7 @@ rule synthetic:
         label_key=SYNTHETIC["label_key"],
         cells_per_label=SYNTHETIC["cells_per_label"],
         n_features=SYNTHETIC["n_features"],
+        max_train_cells=SYNTHETIC["max_train_cells"],
         min_gene_overlap=EVALUATION["min_gene_overlap"],
     script:
         "../scripts/synthetic.py"
@@ -73,6 +75,8 @@ rule latent:
         scores="results/latent/{model}/{mix}/seed{seed}/scores.tsv",
     log:
         "logs/latent/{model}/{mix}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/latent/{model}/{mix}/seed{seed}.tsv"
     conda:
         model_env
     threads: 1
@@ -81,6 +85,7 @@ rule latent:
     params:
         label_keys=EVALUATION["latent"]["keys"],
         min_gene_overlap=EVALUATION["min_gene_overlap"],
+        chunk_cells=EVALUATION["chunk_cells"],
         eval_sets=EVAL_SETS,
         # the UMAP (obsm X_umap) of the seed the UMAP figures are drawn for
         umap=lambda wc: int(wc.seed) == UMAP_SEED,

@@ -35,9 +35,34 @@ def log1p_cp10k(counts) -> np.ndarray:
     return np.log1p(cp10k(counts))
 
 
-def top_variable_genes(logx: np.ndarray, n_top: int) -> np.ndarray:
-    """Indices of the ``n_top`` genes with the highest variance across cells (ties by gene order)."""
-    var = logx.var(axis=0)
+def sparse_log1p_cp10k(counts, dtype=np.float64) -> sp.csr_matrix:
+    """``log1p_cp10k`` kept sparse (log1p(0) = 0): the same values, the counts' non-zeros only."""
+    X = sp.csr_matrix(counts, dtype=np.float64, copy=True)
+    totals = np.asarray(X.sum(axis=1)).ravel()
+    scale = np.divide(1e4, totals, out=np.zeros_like(totals), where=totals > 0)
+    X.data = np.log1p(X.data * np.repeat(scale, np.diff(X.indptr)))
+    return X.astype(dtype, copy=False)
+
+
+def column_variance(X) -> np.ndarray:
+    """Per-column variance over rows (population, as ``np.var``) of a dense or sparse matrix; a sparse one
+    stays sparse (two passes over its non-zeros: the mean, then squared deviations plus the zeros' share)."""
+    if not sp.issparse(X):
+        return np.asarray(X).var(axis=0)
+    X = sp.csc_matrix(X)
+    n = X.shape[0]
+    mean = np.asarray(X.sum(axis=0), dtype=np.float64).ravel() / max(n, 1)
+    nnz = np.diff(X.indptr)
+    col = np.repeat(np.arange(X.shape[1]), nnz)
+    dev = X.data.astype(np.float64) - mean[col]
+    sq = np.bincount(col, weights=dev * dev, minlength=X.shape[1])
+    return (sq + (n - nnz) * mean**2) / max(n, 1)
+
+
+def top_variable_genes(logx, n_top: int) -> np.ndarray:
+    """Indices of the ``n_top`` genes with the highest variance across cells (ties by gene order); ``logx``
+    dense or sparse."""
+    var = column_variance(logx)
     n_top = min(n_top, logx.shape[1])
     return np.sort(np.argsort(-var, kind="stable")[:n_top])
 
@@ -58,7 +83,8 @@ RECONSTRUCTION_GENES = ("seurat", "variance")
 
 def study_log1p_cp10k(counts):
     """The datamix study's ``log1p_cp10k`` (an AnnData, sparse float32 ``X``): scanpy's normalize_total to 10,000
-    then log1p, on the counts as float32 (what scanpy makes of integer counts)."""
+    then log1p, on the counts as float32 (what scanpy makes of integer counts). Per cell, so a chunk of cells
+    gets the values it has in the whole set."""
     import anndata as ad
     import scanpy as sc
 
@@ -79,23 +105,38 @@ def study_genes(logx, n_top_genes: int) -> np.ndarray:
     return np.flatnonzero(hvg["highly_variable"].to_numpy())
 
 
+def reconstruction_genes(counts, n_top_genes: int = 1000, genes: str = RECONSTRUCTION_GENES[0]) -> np.ndarray:
+    """The genes (sorted indices) the reconstruction r is computed over, chosen on all cells of ``counts``
+    (sparse throughout; see the module docstring)."""
+    if genes == "seurat":
+        return study_genes(study_log1p_cp10k(counts), n_top_genes)
+    if genes == "variance":
+        return top_variable_genes(sparse_log1p_cp10k(counts), n_top_genes)
+    raise ValueError(f"unknown reconstruction_genes {genes!r} ({', '.join(RECONSTRUCTION_GENES)})")
+
+
+def observed_log(counts, idx: np.ndarray, genes: str = RECONSTRUCTION_GENES[0]) -> np.ndarray:
+    """The observed values the reconstruction r compares against (cells x ``idx``, dense float64): the study's
+    float32 log1p_cp10k (``seurat``) or float64 log1p(CP10k) (``variance``). Per cell: a chunk's rows equal
+    the whole set's."""
+    logx = study_log1p_cp10k(counts).X if genes == "seurat" else sparse_log1p_cp10k(counts)
+    return sp.csr_matrix(logx)[:, idx].toarray().astype(np.float64)
+
+
+def reconstruction_scores(observed: np.ndarray, rho: np.ndarray) -> pd.DataFrame:
+    """Per cell: Pearson r (and r2) between ``observed`` (``observed_log``) and log1p(1e4 * ``rho``) on the
+    same genes."""
+    r = pearson_per_cell(observed, np.log1p(1e4 * np.asarray(rho, dtype=np.float64)))
+    return pd.DataFrame({"pearson": r, "r2": r**2})
+
+
 def reconstruction_accuracy(counts, rho: np.ndarray, n_top_genes: int = 1000,
                             genes: str = RECONSTRUCTION_GENES[0]) -> pd.DataFrame:  # fmt: skip
     """Per-cell Pearson r and r2 between observed log1p(CP10k) and log1p(1e4 * rho), over the genes ``genes``
-    selects (``RECONSTRUCTION_GENES``; see the module docstring). Only those genes are densified."""
-    if genes == "seurat":
-        logx = study_log1p_cp10k(counts)
-        idx = study_genes(logx, n_top_genes)
-        obs = logx.X[:, idx].toarray().astype(np.float64)
-    elif genes == "variance":
-        full = log1p_cp10k(counts)
-        idx = top_variable_genes(full, n_top_genes)
-        obs = full[:, idx]
-    else:
-        raise ValueError(f"unknown reconstruction_genes {genes!r} ({', '.join(RECONSTRUCTION_GENES)})")
-    rec = np.log1p(1e4 * np.asarray(rho, dtype=np.float64)[:, idx])
-    r = pearson_per_cell(obs, rec)
-    return pd.DataFrame({"pearson": r, "r2": r**2})
+    selects (``RECONSTRUCTION_GENES``; see the module docstring), for a whole set at once (``evaluate_cells``
+    does it a chunk at a time). Only those genes are densified."""
+    idx = reconstruction_genes(counts, n_top_genes, genes)
+    return reconstruction_scores(observed_log(counts, idx, genes), np.asarray(rho)[:, idx])
 
 
 def cp10k(counts) -> np.ndarray:
@@ -106,27 +147,91 @@ def cp10k(counts) -> np.ndarray:
     return X * np.divide(1e4, totals, out=np.zeros_like(totals, dtype=np.float64), where=totals > 0)
 
 
+class _Moments:
+    """Per-column count, mean and sum of squared deviations, merged chunk by chunk (Chan et al.'s update),
+    so the variance over all rows never needs them at once."""
+
+    def __init__(self, n_cols: int):
+        self.n, self.mean, self.m2 = 0, np.zeros(n_cols), np.zeros(n_cols)
+
+    def add(self, X: np.ndarray) -> None:
+        n_b = X.shape[0]
+        if not n_b:
+            return
+        mean_b = X.mean(axis=0)
+        m2_b = ((X - mean_b) ** 2).sum(axis=0)
+        n = self.n + n_b
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * (n_b / n)
+        self.m2 = self.m2 + m2_b + delta**2 * (self.n * n_b / n)
+        self.n = n
+
+    @property
+    def var(self) -> np.ndarray:
+        return self.m2 / max(self.n, 1)
+
+
+class GeneFit:
+    """``gene_fit`` accumulated over chunks of cells: ``add(counts, rho)`` per chunk, then ``table()``."""
+
+    def __init__(self, n_genes: int):
+        self.obs, self.resid = _Moments(n_genes), _Moments(n_genes)
+        self.nonzero = np.zeros(n_genes)
+
+    def add(self, counts, rho: np.ndarray) -> GeneFit:
+        obs = cp10k(counts)
+        self.obs.add(obs)
+        self.resid.add(obs - 1e4 * np.asarray(rho, dtype=np.float64))
+        self.nonzero += np.asarray((sp.csr_matrix(counts) != 0).sum(axis=0)).ravel()
+        return self
+
+    def table(self, expected_zero: np.ndarray | None = None) -> pd.DataFrame:
+        var_obs, var_resid, n_genes = self.obs.var, self.resid.var, len(self.nonzero)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            explained = np.where(var_obs > 0, 1.0 - var_resid / var_obs, np.nan)
+        return pd.DataFrame({
+            "mean_cp10k": self.obs.mean,
+            "var_cp10k": var_obs,
+            "mean_residual": self.resid.mean,
+            "var_residual": var_resid,
+            "explained_variance": explained,
+            "observed_zero_fraction": 1.0 - self.nonzero / max(self.obs.n, 1),
+            "expected_zero_fraction": np.full(n_genes, np.nan) if expected_zero is None else expected_zero,
+        })  # fmt: skip
+
+
 def gene_fit(counts, rho: np.ndarray, expected_zero: np.ndarray | None = None) -> pd.DataFrame:
     """Per gene: the residual observed - expected on the CP10k scale (expected = 1e4 * rho), its mean and
     variance over cells, the variance of the observed CP10k and the share of it the model explains
     (1 - var(residual) / var(observed); NaN for a gene that does not vary); the observed fraction of zero
-    counts and, given ``expected_zero`` (the model's mean P(x = 0) per gene), the expected one."""
-    obs = cp10k(counts)
-    resid = obs - 1e4 * np.asarray(rho, dtype=np.float64)
-    var_obs, var_resid = obs.var(axis=0), resid.var(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        explained = np.where(var_obs > 0, 1.0 - var_resid / var_obs, np.nan)
-    nonzero = np.asarray((sp.csr_matrix(counts) != 0).sum(axis=0)).ravel()
-    n_genes = obs.shape[1]
-    return pd.DataFrame({
-        "mean_cp10k": obs.mean(axis=0),
-        "var_cp10k": var_obs,
-        "mean_residual": resid.mean(axis=0),
-        "var_residual": var_resid,
-        "explained_variance": explained,
-        "observed_zero_fraction": 1.0 - nonzero / max(obs.shape[0], 1),
-        "expected_zero_fraction": np.full(n_genes, np.nan) if expected_zero is None else expected_zero,
-    })  # fmt: skip
+    counts and, given ``expected_zero`` (the model's mean P(x = 0) per gene), the expected one. All cells at
+    once; ``GeneFit`` is the same a chunk at a time."""
+    return GeneFit(counts.shape[1]).add(counts, rho).table(expected_zero)
+
+
+def evaluate_cells(model, cells, *, n_top_genes: int = 1000, genes: str = RECONSTRUCTION_GENES[0],
+                   chunk_cells: int = 2048, sample: bool = False, seed: int = 0):  # fmt: skip
+    """Reconstruction accuracy per cell and the per-gene fit of ``model`` (a ``scmix.trained.TrainedModel``) on
+    ``cells`` (its ``prepare``d ``Cells``), ``chunk_cells`` cells at a time: the genes are chosen on the sparse
+    counts of all cells, then each chunk's expression (chunk x genes) is scored and added to the per-gene
+    moments, so memory is the cells' sparse counts plus O(chunk x genes). Returns (per-cell table, ``GeneFit``);
+    equal to ``reconstruction_accuracy``
+    and ``gene_fit`` on the whole set (to float rounding of the merged moments)."""
+    counts = cells.counts
+    idx = reconstruction_genes(counts, n_top_genes, genes)
+    fit, parts, done = GeneFit(counts.shape[1]), [], 0
+    n_chunks = -(-counts.shape[0] // chunk_cells)
+    for i, (start, rho) in enumerate(model.expression_chunks(cells, chunk_cells=chunk_cells, sample=sample,
+                                                             seed=seed)):  # fmt: skip
+        part = counts[start : start + len(rho)]
+        parts.append(reconstruction_scores(observed_log(part, idx, genes), rho[:, idx]))
+        fit.add(part, rho)
+        done += len(rho)
+        if n_chunks > 1 and ((i + 1) % max(n_chunks // 10, 1) == 0 or i + 1 == n_chunks):
+            log.info("reconstruction and gene fit: %d of %d cells (chunk %d of %d)", done, counts.shape[0], i + 1,
+                     n_chunks)  # fmt: skip
+    per_cell = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"pearson": [], "r2": []})
+    return per_cell, fit
 
 
 def gene_fit_summary(genes: pd.DataFrame, keys: dict) -> pd.DataFrame:

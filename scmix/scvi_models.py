@@ -133,11 +133,7 @@ def fit_scvi(counts, obs: pd.DataFrame, genes, spec: Mapping, *, seed: int, devi
     return model, history, len(history)
 
 
-def save_scvi(path, model, *, architecture: str, genes, meta: dict) -> None:
-    """scvi-tools' own saved model (``model.save``) inside an scmix checkpoint, so that one file is the model."""
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save(tmp, overwrite=True, save_anndata=False)
-        blob = (Path(tmp) / "model.pt").read_bytes()
+def _save_blob(path, blob: bytes, *, architecture: str, genes, meta: dict) -> None:
     save_payload(path, {
         "format": FORMAT,
         "architecture": architecture,
@@ -148,17 +144,21 @@ def save_scvi(path, model, *, architecture: str, genes, meta: dict) -> None:
     })  # fmt: skip
 
 
+def save_scvi(path, model, *, architecture: str, genes, meta: dict) -> None:
+    """scvi-tools' own saved model (``model.save``) inside an scmix checkpoint, so that one file is the model."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(tmp, overwrite=True, save_anndata=False)
+        blob = (Path(tmp) / "model.pt").read_bytes()
+    _save_blob(path, blob, architecture=architecture, genes=genes, meta=meta)
+
+
 class ScviModel(TrainedModel):
     """A trained scvi-tools model behind scmix's trained-model interface (see the module docstring)."""
 
     def __init__(self, scvi_model, *, architecture: str, genes, meta: dict, blob: bytes, device="cpu"):
+        super().__init__(scvi_model.module, architecture=architecture, model_kwargs={}, genes=genes, meta=meta,
+                         device=device)  # fmt: skip
         self.scvi = scvi_model
-        self.module = scvi_model.module
-        self.architecture = architecture
-        self.model_kwargs = {}
-        self.genes = pd.Index([str(g) for g in genes])
-        self.meta = dict(meta)
-        self.device = torch.device(device)
         self._blob = blob
 
     @classmethod
@@ -217,26 +217,33 @@ class ScviModel(TrainedModel):
             cells.cache["scvi"] = adata
         return cells.cache["scvi"]
 
-    def normalized_expression(self, cells, *, library_size: float = 1e4, sample: bool = False, seed: int = 0,
-                              batch_size: int = 1024) -> np.ndarray:  # fmt: skip
+    def expression_chunks(self, cells, *, chunk_cells: int = 2048, library_size: float = 1.0, sample: bool = False,
+                          seed: int = 0):  # fmt: skip
         cells = self.prepare(cells)
         adata = self._data(cells)
         if sample:
             import scvi
 
-            scvi.settings.seed = int(seed)
-            out = self.scvi.get_normalized_expression(adata, library_size=library_size, batch_size=batch_size,
-                                                      return_numpy=True)  # fmt: skip
-            return np.asarray(out, dtype=np.float64)
-        return self._at_posterior_mean(adata, batch_size, lambda px, t: px.scale * library_size)
+            scvi.settings.seed = int(seed)  # once: the chunks draw from one stream
+            for start in range(0, cells.n_cells, chunk_cells):
+                rows = np.arange(start, min(start + chunk_cells, cells.n_cells))
+                out = self.scvi.get_normalized_expression(adata, indices=rows, library_size=library_size,
+                                                          batch_size=chunk_cells, return_numpy=True)  # fmt: skip
+                yield start, np.asarray(out, dtype=np.float64)
+            return
+        start = 0
+        for out in self._posterior_batches(adata, chunk_cells, lambda px, t: px.scale * library_size):
+            yield start, out
+            start += len(out)
 
     def _loader(self, adata, batch_size: int):
         return self.scvi._make_data_loader(adata=adata, batch_size=batch_size, shuffle=False)
 
     @torch.inference_mode()
-    def _at_posterior_mean(self, adata, batch_size: int, what):
-        """``what(px, tensors)`` per batch, with the decoder at the posterior means of z (and of a learned library)."""
-        module, parts = self.module, []
+    def _posterior_batches(self, adata, batch_size: int, what):
+        """``what(px, tensors)`` per batch (float64 numpy), with the decoder at the posterior means of z (and of
+        a learned library)."""
+        module = self.module
         for tensors in self._loader(adata, batch_size):
             tensors = {k: v.to(module.device) if torch.is_tensor(v) else v for k, v in tensors.items()}
             inference = module.inference(**module._get_inference_input(tensors))
@@ -244,8 +251,7 @@ class ScviModel(TrainedModel):
             if inference.get("ql") is not None:
                 inference["library"] = inference["ql"].loc
             px = module.generative(**module._get_generative_input(tensors, inference))["px"]
-            parts.append(what(px, tensors))
-        return np.concatenate([p.detach().cpu().numpy().astype(np.float64) for p in parts])
+            yield what(px, tensors).detach().cpu().numpy().astype(np.float64)
 
     def latent(self, cells, *, batch_size: int = 1024) -> np.ndarray:
         adata = self._data(self.prepare(cells))
@@ -259,14 +265,14 @@ class ScviModel(TrainedModel):
         cells = self.prepare(cells)
         adata = self._data(cells)
         scvi.settings.seed = int(seed)
-        recon = self._at_posterior_mean(adata, batch_size, lambda px, t: -px.log_prob(t["X"]).sum(-1))
+        recon = np.concatenate(list(self._posterior_batches(adata, batch_size,
+                                                             lambda px, t: -px.log_prob(t["X"]).sum(-1))))  # fmt: skip
         elbo = []
         with torch.inference_mode():
             for tensors in self._loader(adata, batch_size):
                 _, _, losses = self.module.forward(tensors, loss_kwargs={"kl_weight": 1.0})
-                rec = sum(v for v in _values(losses.reconstruction_loss))
-                kl = sum(v for v in _values(losses.kl_local))
-                elbo.append((-(rec + kl)).cpu().numpy())
+                per_cell = losses.dict_sum(losses.reconstruction_loss) + losses.dict_sum(losses.kl_local)
+                elbo.append((-per_cell).cpu().numpy())
         marginal = self.scvi.get_marginal_ll(adata, n_mc_samples=n_samples, batch_size=batch_size, return_mean=False)
         return pd.DataFrame({"recon_nll": recon, "elbo": np.concatenate(elbo).astype(np.float64),
                              "marginal_ll": np.asarray(marginal, dtype=np.float64)})  # fmt: skip
@@ -274,8 +280,14 @@ class ScviModel(TrainedModel):
     def zero_probability(self, cells, *, batch_size: int = 1024) -> np.ndarray:
         cells = self.prepare(cells)
         adata = self._data(cells)
-        p0 = self._at_posterior_mean(adata, batch_size, lambda px, t: torch.exp(px.log_prob(torch.zeros_like(px.mean))))
-        return p0.mean(0) if len(p0) else np.full(len(self.genes), np.nan)
+
+        def zeros(px, tensors):
+            return torch.exp(px.log_prob(torch.zeros_like(px.mean))).sum(0)
+
+        total = np.zeros(len(self.genes))
+        for p0 in self._posterior_batches(adata, batch_size, zeros):
+            total += p0
+        return total / cells.n_cells if cells.n_cells else np.full(len(self.genes), np.nan)
 
     def generate(self, obs, label_key, n_per_label, *, seed=0):
         raise ValueError(f"model '{self.name}' ({self.architecture}) is not conditioned on '{label_key}'; scvi-tools "
@@ -289,12 +301,4 @@ class ScviModel(TrainedModel):
         return table.set_axis(self.genes, axis=0)
 
     def save(self, path) -> None:
-        save_payload(path, {"format": FORMAT, "architecture": self.architecture, "model_kwargs": {},
-                            "genes": list(self.genes), "meta": self.meta,
-                            "scvi_model": torch.frombuffer(bytearray(self._blob), dtype=torch.uint8)})  # fmt: skip
-
-
-def _values(x):
-    if isinstance(x, dict):
-        return list(x.values())
-    return [x]
+        _save_blob(path, self._blob, architecture=self.architecture, genes=self.genes, meta=self.meta)

@@ -22,6 +22,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import LabelEncoder
 
 from scmix.errors import ScmixInputError
+from scmix.evaluate import sparse_log1p_cp10k, top_variable_genes
 
 log = logging.getLogger("scmix.synthetic")
 
@@ -48,6 +49,26 @@ def coarse_labels(labels: np.ndarray, label_map: Mapping[str, str], *, path=None
         raise ScmixInputError(f"labels missing from the label map: {missing}", path=str(path) if path else None,
                               **where)  # fmt: skip
     return np.array([label_map[v] for v in labels], dtype=object).astype(str)
+
+
+def classifier_features(counts, n_features: int) -> np.ndarray:
+    """The classifier's feature genes: the ``n_features`` of highest log1p(CP10k) variance over the cells of
+    ``counts`` (the real training cells), computed on the sparse matrix."""
+    return top_variable_genes(sparse_log1p_cp10k(counts), n_features)
+
+
+def feature_matrix(counts, features: np.ndarray) -> np.ndarray:
+    """log1p(CP10k) of ``counts`` on the ``features`` genes (cells x features, float32, the precision XGBoost
+    reads); only those columns are densified."""
+    return sparse_log1p_cp10k(counts)[:, features].toarray().astype(np.float32)
+
+
+def classifier_rows(n_cells: int, max_cells: int | None, seed: int) -> np.ndarray:
+    """The real training cells the classifier is fitted on: all of them, or a seeded uniform draw of
+    ``max_cells`` (synthetic.max_train_cells) in their original order."""
+    if not max_cells or n_cells <= max_cells:
+        return np.arange(n_cells)
+    return np.sort(np.random.default_rng(seed).choice(n_cells, max_cells, replace=False))
 
 
 def make_classifier(seed: int, n_classes: int, *, device: str = "cpu", n_jobs: int = 1, **params):

@@ -172,15 +172,28 @@ class TrainedModel:
                               batch_size: int = 1024) -> np.ndarray:  # fmt: skip
         """The decoder's expression (cells x genes) scaled to ``library_size`` per cell (1: proportions), at the
         posterior mean of z or (``sample``) one draw of it. A Gaussian model's output is mapped back to
-        proportions from its transform space (``transforms.to_proportions``)."""
+        proportions from its transform space (``transforms.to_proportions``). All cells at once: see
+        ``expression_chunks`` for a chunk at a time."""
+        chunks = [rho for _, rho in self.expression_chunks(cells, chunk_cells=batch_size, library_size=library_size,
+                                                           sample=sample, seed=seed)]  # fmt: skip
+        return np.concatenate(chunks) if chunks else np.zeros((0, len(self.genes)))
+
+    def expression_chunks(self, cells, *, chunk_cells: int = 2048, library_size: float = 1.0, sample: bool = False,
+                          seed: int = 0):  # fmt: skip
+        """``normalized_expression`` ``chunk_cells`` cells at a time: yields (first row, chunk x genes) in
+        cell order, one random stream across chunks (``sample``), so memory is O(chunk x genes)."""
         cells = self.prepare(cells)
         data, gen = self._data(cells), self._generator(seed)
+        gene_totals = None
+        if not self.counts_model and self.spec["transform"] == "pearson_residuals":
+            gene_totals = np.asarray(cells.counts.sum(axis=0)).ravel()
         with torch.no_grad():
-            out = np.concatenate([self.module.reconstruct(b, sample=sample, generator=gen).cpu().numpy()
-                                  for b in data.batches(batch_size)])  # fmt: skip
-        if not self.counts_model:
-            out = transforms.to_proportions(out, self.spec["transform"], cells.counts)
-        return out if library_size == 1 else out * library_size
+            for start, b in zip(range(0, cells.n_cells, chunk_cells), data.batches(chunk_cells), strict=True):
+                out = self.module.reconstruct(b, sample=sample, generator=gen).cpu().numpy()
+                if not self.counts_model:
+                    part = cells.counts[start : start + len(out)]
+                    out = transforms.to_proportions(out, self.spec["transform"], part, gene_totals=gene_totals)
+                yield start, out if library_size == 1 else out * library_size
 
     def latent(self, cells, *, batch_size: int = 1024) -> np.ndarray:
         """Posterior means of z (cells x n_latent)."""

@@ -59,14 +59,20 @@ def transform(counts, name: str) -> np.ndarray:
     raise ValueError(f"unknown transform '{name}'; known: {list(TRANSFORMS)}")
 
 
-def to_proportions(values: np.ndarray, name: str, counts) -> np.ndarray:
+def to_proportions(values: np.ndarray, name: str, counts, gene_totals: np.ndarray | None = None) -> np.ndarray:
     """Per-cell proportions implied by ``values`` in transform space, given the cells' counts (for totals,
-    size factors and the Pearson null); negative implied counts are set to zero."""
+    size factors and the Pearson null); negative implied counts are set to zero. ``gene_totals``: the per-gene
+    count totals of the whole set the cells are a chunk of (the Pearson null's; default the cells' own)."""
     values = np.asarray(values, dtype=np.float64)
     if name in ("log1p_cp10k", "size_factor"):
         implied = np.expm1(values)  # proportional to counts within a cell in both spaces
     elif name == "pearson_residuals":
-        mu = _pearson_mu(_dense(counts))
+        X = _dense(counts)
+        if gene_totals is None:
+            mu = _pearson_mu(X)
+        else:
+            gene_totals = np.asarray(gene_totals, dtype=np.float64).reshape(1, -1)
+            mu = _totals(X) @ gene_totals / max(gene_totals.sum(), 1.0)
         implied = mu + values * np.sqrt(mu + mu**2 / PEARSON_THETA)
     else:
         raise ValueError(f"unknown transform '{name}'; known: {list(TRANSFORMS)}")

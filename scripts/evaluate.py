@@ -1,12 +1,13 @@
 """Rule evaluate: one trained model on one held-out eval set — reconstruction accuracy, held-out
-likelihood, per-gene residuals and zero calibration. The eval cells are prepared (and moved to the device) once."""
+likelihood, per-gene residuals and zero calibration. The eval cells are prepared (and moved to the device) once,
+and the model's expression is scored a chunk of cells at a time (evaluation.chunk_cells)."""
 
 import logging
 
 import torch
 
 from scmix import rulecall
-from scmix.evaluate import gene_fit, gene_fit_summary, likelihood_summary, reconstruction_accuracy, summarise
+from scmix.evaluate import evaluate_cells, gene_fit_summary, likelihood_summary, summarise
 from scmix.io import read_h5ad, write_table
 from scmix.train import resolve_device
 from scmix.trained import load
@@ -22,8 +23,8 @@ def main(smk):
     cells = model.prepare(adata, min_overlap=p.min_gene_overlap, name=w.eval_set, path=smk.input.eval)
     keys = {"model": w.model, "mix": w.mix, "seed": seed, "eval_set": w.eval_set}
 
-    rho = model.normalized_expression(cells, library_size=1, sample=p.reconstruction == "sample", seed=seed)
-    per_cell = reconstruction_accuracy(cells.counts, rho, n_top_genes=p.n_top_genes, genes=p.reconstruction_genes)
+    per_cell, fit = evaluate_cells(model, cells, n_top_genes=p.n_top_genes, genes=p.reconstruction_genes,
+                                   chunk_cells=p.chunk_cells, sample=p.reconstruction == "sample", seed=seed)  # fmt: skip
     like = model.heldout_likelihood(cells, n_samples=p.likelihood_samples, seed=seed)
     per_cell = per_cell.join(like)
     per_cell.insert(0, "cell_id", adata.obs_names.to_numpy())
@@ -37,7 +38,7 @@ def main(smk):
     likelihood.insert(4, "likelihood", model.likelihood)
     likelihood["n_samples"] = p.likelihood_samples
 
-    genes = gene_fit(cells.counts, rho, model.zero_probability(cells))
+    genes = fit.table(model.zero_probability(cells, batch_size=p.chunk_cells))
     genes.insert(0, "gene", list(model.genes))
     logging.info(
         "%s | %s | seed %s on %s (%d cells, gene overlap %.1f%%): mean Pearson r %.4f; per cell reconstruction "

@@ -23,7 +23,8 @@ def main(smk):
     zs, obs = [], []
     for eval_set, path in zip(p.eval_sets, smk.input.eval, strict=True):
         adata = read_h5ad(path, dataset=eval_set)
-        zs.append(model.latent(model.prepare(adata, min_overlap=p.min_gene_overlap, name=eval_set, path=path)))
+        cells = model.prepare(adata, min_overlap=p.min_gene_overlap, name=eval_set, path=path)
+        zs.append(model.latent(cells, batch_size=p.chunk_cells))
         o = pd.DataFrame({"cell_id": adata.obs_names.to_numpy(), "eval_set": eval_set})
         for k in keys:
             if k != "eval_set":

@@ -6,10 +6,9 @@ import pandas as pd
 import torch
 
 from scmix import rulecall
+from scmix import synthetic as syn
 from scmix.errors import ScmixInputError
-from scmix.evaluate import log1p_cp10k, top_variable_genes
 from scmix.io import read_h5ad, write_table
-from scmix.synthetic import coarse_labels, discriminator_auc, read_label_map, utility
 from scmix.train import resolve_device
 from scmix.trained import load
 
@@ -37,29 +36,29 @@ def main(smk):
     y_held = labels_of(held, key, smk.input.eval, dataset=w.eval_set)
 
     X_synth, y_synth = model.generate(train.obs, key, p.cells_per_label, seed=seed)
-    logx_train = log1p_cp10k(X_train)
-    features = top_variable_genes(logx_train, p.n_features)
-    real_train, real_held, synth = logx_train[:, features], log1p_cp10k(X_held)[:, features], \
-        log1p_cp10k(X_synth)[:, features]  # fmt: skip
-    logging.info("%s | %s | seed %d on %s: %d real training, %d real held-out, %d synthetic cells (%d per label); "
-                 "%d feature genes", w.model, w.mix, seed, w.eval_set, len(y_train), len(y_held), len(y_synth),
-                 p.cells_per_label, len(features))  # fmt: skip
+    features = syn.classifier_features(X_train, p.n_features)
+    rows = syn.classifier_rows(len(y_train), p.max_train_cells, seed)
+    X_train, y_train = X_train[rows], y_train[rows]
+    real_train, real_held, synth = (syn.feature_matrix(X, features) for X in (X_train, X_held, X_synth))
+    logging.info("%s | %s | seed %d on %s: %d real training (of %d in the mix), %d real held-out, %d synthetic "
+                 "cells (%d per label); %d feature genes", w.model, w.mix, seed, w.eval_set, len(y_train),
+                 train.n_obs, len(y_held), len(y_synth), p.cells_per_label, len(features))  # fmt: skip
 
     levels = [("fine", y_train, y_held, y_synth)]
     if smk.input.get("label_map"):
-        m = read_label_map(smk.input.label_map)
+        m = syn.read_label_map(smk.input.label_map)
         named = ((y_train, {"mix": w.mix}), (y_held, {"dataset": w.eval_set}), (y_synth, {"model": w.model}))
-        levels.append(("coarse", *(coarse_labels(y, m, path=smk.input.label_map, **d) for y, d in named)))
+        levels.append(("coarse", *(syn.coarse_labels(y, m, path=smk.input.label_map, **d) for y, d in named)))
     parts = []
     for level, a, b, c in levels:
-        scores = utility(real_train, a, real_held, b, synth, c, seed=seed, device=xgb_device, n_jobs=smk.threads)
+        scores = syn.utility(real_train, a, real_held, b, synth, c, seed=seed, device=xgb_device, n_jobs=smk.threads)
         scores.insert(0, "level", level)
         parts.append(scores)
         macro = scores.query("`class` == 'macro' and metric == 'f1'").set_index("setting")["value"]
         logging.info("%s level macro F1: real->real %.3f, real->synthetic %.3f, synthetic->real %.3f", level,
                      macro["real_to_real"], macro["real_to_synthetic"], macro["synthetic_to_real"])  # fmt: skip
     shared = pd.Series(y_held).isin(set(y_synth)).to_numpy()
-    auc = discriminator_auc(real_held[shared], synth, seed=seed, device=xgb_device, n_jobs=smk.threads)
+    auc = syn.discriminator_auc(real_held[shared], synth, seed=seed, device=xgb_device, n_jobs=smk.threads)
     logging.info("real-vs-synthetic discriminator AUC %.3f (0.5 = indistinguishable)", auc)
     parts.append(pd.DataFrame([{"level": "all", "setting": "discriminator", "class": "all", "metric": "auc",
                                 "value": auc}]))  # fmt: skip
