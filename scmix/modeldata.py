@@ -67,6 +67,12 @@ def cell_data(X, obs: pd.DataFrame, *, transform: str | None, vocab: Mapping, de
     return CellData(X, codes=encode(obs, vocab), target=target, device=device)
 
 
+def model_input(X, obs: pd.DataFrame, spec: Mapping, vocab: Mapping, device="cpu") -> CellData:
+    """``cell_data`` for a model of ``spec``: a Gaussian model's input is its ``transform`` of the counts."""
+    transform = spec["transform"] if spec["likelihood"] == "gaussian" else None
+    return cell_data(X, obs, transform=transform, vocab=vocab, device=device)
+
+
 def checked_counts(adata, spec: Mapping, *, name: str, path: str | None = None, kind: str = "dataset"):
     """(raw counts as CSR, the vocabulary of the model's covariates fixed from these cells), checked."""
     X = sp.csr_matrix(counts_matrix(adata))
@@ -78,5 +84,4 @@ def prepare(adata, spec: Mapping, *, name: str, path: str | None = None, device=
     """(CellData on ``device``, vocabulary) for training a model of ``spec``, the vocabulary fixed from these
     cells. ``name`` is what the cells are (``kind``: a dataset, or a mix), for messages."""
     X, vocab = checked_counts(adata, spec, name=name, path=path, kind=kind)
-    transform = spec["transform"] if spec["likelihood"] == "gaussian" else None
-    return cell_data(X, adata.obs, transform=transform, vocab=vocab, device=device), vocab
+    return model_input(X, adata.obs, spec, vocab, device=device), vocab

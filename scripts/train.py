@@ -9,7 +9,7 @@ import torch
 from scmix import rulecall
 from scmix.checkpoint import save_checkpoint
 from scmix.io import read_h5ad, write_table
-from scmix.modeldata import cell_data, checked_counts
+from scmix.modeldata import checked_counts, model_input
 from scmix.modelspec import SCVI_ARCHITECTURES, module_kwargs
 from scmix.train import TrainConfig, build_and_fit, config_dict, resolve_device
 
@@ -49,8 +49,7 @@ def main(smk):
         save_scvi(smk.output.model, model, architecture=arch, genes=adata.var_names, meta=meta)
     else:
         cfg = TrainConfig.from_mapping(spec, seed=seed, device=smk.resources.device)
-        transform = spec["transform"] if spec["likelihood"] == "gaussian" else None
-        data = cell_data(X, adata.obs, transform=transform, vocab=vocab, device=device)
+        data = model_input(X, adata.obs, spec, vocab, device=device)
         kwargs = module_kwargs(spec, adata.n_vars, vocab)
         model, history = build_and_fit(arch, kwargs, data, cfg)
         meta["train"] = config_dict(cfg)
