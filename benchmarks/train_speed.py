@@ -1,11 +1,15 @@
-"""Seconds per training epoch of scmix's LDVAE against scvi-tools' LinearSCVI, on real PBMC 3k.
+"""Seconds per training epoch of scmix's LDVAE against scvi-tools' LinearSCVI, on real PBMC 3k or on a
+simulated atlas of any size.
 
 Both models get the datamix settings (10-d latent, two encoder layers of 128, batch 128, lr 5e-3) and the
-same 2,000 highly variable genes (scanpy seurat_v3 on the raw counts) of the same training cells; 10 % of
-cells are held out. Printed: seconds per epoch (median over epochs after the first), their ratio, and the
-held-out reconstruction NLL per cell of each (negative binomial, posterior mean of z, observed library).
+same cells and genes: PBMC 3k's 2,000 highly variable genes (scanpy seurat_v3 on the raw counts), or
+``--cells`` cells x ``--genes`` genes from the embedded simulator (scmix.simulate: five cell types, four
+donors); 10 % of cells are held out. Printed: seconds per epoch (median over epochs after the first), their
+ratio, the held-out reconstruction NLL per cell of each (negative binomial, posterior mean of z, observed
+library) and the load average before and after.
 
     python benchmarks/train_speed.py                      # CPU, both models when scvi-tools is installed
+    python benchmarks/train_speed.py --cells 30000 --genes 5000 --epochs 5   # a simulated 30k x 5k mix
     python benchmarks/train_speed.py --device cuda        # data resident on the GPU
 
 scvi-tools is the optional extra ``scvi`` (``make setup`` installs it); without it the script
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import tarfile
@@ -26,12 +31,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import scanpy as sc
-import scipy.sparse as sp
-import torch
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from scmix.threads import wait_briefly  # noqa: E402  (before torch: the workflow's OpenMP waiting)
+
+WAITING = wait_briefly()
+
+import numpy as np  # noqa: E402
+import scanpy as sc  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+import torch  # noqa: E402
+
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from scmix.models import CellData, build_model  # noqa: E402
@@ -78,6 +88,22 @@ def load_pbmc3k(shared: Path, n_genes: int, heldout: float, seed: int):
     return adata[np.sort(order[n_held:])].copy(), adata[np.sort(order[:n_held])].copy()
 
 
+def simulated(n_cells: int, n_genes: int, heldout: float, seed: int):
+    """``n_cells`` x ``n_genes`` raw counts from scmix's simulator, split into training and held-out cells."""
+    from scmix.simulate import Universe, simulate_dataset
+
+    spec = {"n_cells": n_cells, "donors": 4, "cell_types": {"T": 0.4, "B": 0.15, "NK": 0.1, "Mono": 0.25, "DC": 0.1}}
+    adata = simulate_dataset("atlas", spec, Universe(n_genes=n_genes, seed=3))
+    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
+    order = np.random.default_rng(seed).permutation(adata.n_obs)
+    n_held = int(round(heldout * adata.n_obs))
+    return adata[np.sort(order[n_held:])].copy(), adata[np.sort(order[:n_held])].copy()
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def scmix_ldvae(train, held, *, epochs: int, device: str, seed: int) -> dict:
     cfg = TrainConfig(epochs=epochs, batch_size=128, lr=5e-3, kl_warmup_epochs=0, val_fraction=0.1, patience=0,
                       seed=seed, device=device)  # fmt: skip
@@ -101,7 +127,8 @@ def main(argv=None):
     ap.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data",
                     help=f"data folder holding {ARCHIVE} (default: ../shared/data next to the repo)")  # fmt: skip
     ap.add_argument("--epochs", type=int, default=60, help="at least 2 (the median skips the first epoch)")
-    ap.add_argument("--genes", type=int, default=2000)
+    ap.add_argument("--genes", type=int, default=2000, help="PBMC 3k's highly variable genes, or simulated genes")
+    ap.add_argument("--cells", type=int, help="simulate this many cells (with --genes genes) instead of PBMC 3k")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
@@ -122,16 +149,25 @@ def main(argv=None):
             raise fail(f"scvi-tools is not importable ({err}) in {sys.executable}: run `make setup` and use "
                        f".venv/bin/python, or pass --no-peer to measure scmix alone") from None  # fmt: skip
     archive = args.shared / ARCHIVE
-    if not archive.is_file():
+    if args.cells is None and not archive.is_file():
         raise fail(f"PBMC 3k not found: no {archive}; pass --shared DIR, the folder that holds {ARCHIVE}")
     torch.set_num_threads(args.threads)
-    try:
-        train, held = load_pbmc3k(args.shared, args.genes, 0.1, args.seed)
-    except (OSError, EOFError, tarfile.TarError) as err:
-        why = " ".join(str(err).split())
-        raise fail(f"could not read PBMC 3k from {archive}: {type(err).__name__}: {why}") from None
-    print(f"PBMC 3k: {train.n_obs} training + {held.n_obs} held-out cells x {train.n_vars} genes; "
-          f"{args.epochs} epochs; {args.threads} threads; device {args.device}")  # fmt: skip
+    if args.cells is not None:
+        if args.cells < 100 or args.genes < 100:
+            ap.error("--cells and --genes must be at least 100")
+        train, held = simulated(args.cells, args.genes, 0.1, args.seed)
+        what = "simulated"
+    else:
+        try:
+            train, held = load_pbmc3k(args.shared, args.genes, 0.1, args.seed)
+        except (OSError, EOFError, tarfile.TarError) as err:
+            why = " ".join(str(err).split())
+            raise fail(f"could not read PBMC 3k from {archive}: {type(err).__name__}: {why}") from None
+        what = "PBMC 3k"
+    start_load = load_average()
+    print(f"{what}: {train.n_obs} training + {held.n_obs} held-out cells x {train.n_vars} genes; "
+          f"{args.epochs} epochs; {args.threads} threads; device {args.device}; load average {start_load}; "
+          f"OpenMP waiting {WAITING}")  # fmt: skip
     try:
         rows = {"scmix LDVAE": scmix_ldvae(train, held, epochs=args.epochs, device=args.device, seed=args.seed)}
     except TrainingDiverged as err:
@@ -152,8 +188,12 @@ def main(argv=None):
         print(f"\nspeed-up per epoch (scvi-tools / scmix): {speedup:.2f}x; held-out NLL scmix vs scvi-tools: "
               f"{100 * nll_gap:+.2f} %  (scvi-tools {peer.get('version')})")  # fmt: skip
         rows["ratio"] = {"speedup": speedup, "nll_gap": nll_gap}
+    end_load = load_average()
+    print(f"load average (1, 5, 15 min): {start_load} before, {end_load} after")
     rows["machine"] = {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads,
-                       "device": args.device, "cpu": platform.processor() or platform.machine()}  # fmt: skip
+                       "device": args.device, "cpu": platform.processor() or platform.machine(),
+                       "load_average": [start_load, end_load], "data": what, "cells": train.n_obs + held.n_obs,
+                       "genes": train.n_vars, "openmp_waiting": WAITING}  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

@@ -14,6 +14,10 @@ if str(WORKFLOW_ROOT) not in sys.path:
 from snakemake.exceptions import WorkflowError
 
 from scmix import deps, modelspec, study
+from scmix.threads import wait_briefly
+
+# torch's OpenMP threads in every job (inherited from this process) wait briefly instead of spinning
+wait_briefly()
 
 
 def _config_problem():
