@@ -67,6 +67,8 @@ rule parse:
         h5ad="results/raw/{dataset}.h5ad",
     log:
         "logs/parse/{dataset}.log",
+    benchmark:
+        "results/benchmarks/parse/{dataset}.tsv"
     conda:
         "../envs/data.yaml"
     params:

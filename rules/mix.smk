@@ -20,6 +20,8 @@ rule mix:
         genes="results/mixes/{mix}/seed{seed}.genes.tsv",
     log:
         "logs/mix/{mix}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/mix/{mix}/seed{seed}.tsv"
     conda:
         "../envs/data.yaml"
     params:

@@ -11,6 +11,8 @@ rule qc:
         metrics="results/qc/{dataset}.metrics.tsv",
     log:
         "logs/qc/{dataset}.log",
+    benchmark:
+        "results/benchmarks/qc/{dataset}.tsv"
     conda:
         "../envs/data.yaml"
     params:

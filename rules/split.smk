@@ -10,6 +10,8 @@ rule split:
         eval="results/split/{dataset}/eval.h5ad",
     log:
         "logs/split/{dataset}.log",
+    benchmark:
+        "results/benchmarks/split/{dataset}.tsv"
     conda:
         "../envs/data.yaml"
     params:

@@ -81,6 +81,29 @@ def read_h5ad(path: str | os.PathLike, *, dataset: str | None = None, mix: str |
         raise ScmixInputError(f"cannot read h5ad: {err}", dataset=dataset, mix=mix, path=str(path)) from err
 
 
+def in_memory_bytes(path: str | os.PathLike) -> int:
+    """What a file takes in memory once read, without reading it: for an h5ad, the uncompressed size of every
+    array it holds (counts' data, indices and indptr, layers, obs and var columns); for a folder, the sum over
+    its files; for any other file, its size."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(in_memory_bytes(p) for p in path.rglob("*") if p.is_file())
+    if path.suffix != ".h5ad":
+        return path.stat().st_size
+    import h5py
+
+    total = 0
+
+    def add(_, obj):
+        nonlocal total
+        if isinstance(obj, h5py.Dataset):
+            total += obj.size * obj.dtype.itemsize if obj.dtype.kind != "O" else obj.id.get_storage_size()
+
+    with h5py.File(path, "r") as f:
+        f.visititems(add)
+    return total
+
+
 def sibling_tempfile(path: Path, suffix: str = "") -> str:
     """A new empty file beside ``path`` to write into and then rename over it.
 

@@ -85,6 +85,16 @@ def _write_error(err: OSError) -> str | None:
     return f"cannot write {where}: {os.strerror(err.errno)}; free space or fix the permissions and rerun"
 
 
+def describe_inputs(inputs) -> str:
+    """One line for a job's inputs: how many files and what they take in memory once read
+    (``scmix.io.in_memory_bytes``; benchmarks/study_scale.sh sets each rule's peak memory against it)."""
+    from scmix.io import in_memory_bytes
+
+    paths = [p for p in inputs if os.path.exists(p)]
+    total = sum(in_memory_bytes(p) for p in paths)
+    return f"{len(paths)} input file(s), {total} bytes ({total / 2**30:.3f} GiB) in memory"
+
+
 def run(main, smk) -> None:
     setup(smk.log[0] if len(smk.log) else None)
     rule = getattr(smk, "rule", "?")
@@ -92,6 +102,7 @@ def run(main, smk) -> None:
     outputs = list(smk.output)
     try:
         check_outputs(outputs)
+        log.info("rule %s reads %s", rule, describe_inputs(smk.input))
         main(smk)
     except ScmixInputError as err:
         log.error("rule %s: %s", rule, err)

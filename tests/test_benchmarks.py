@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "mix_scale.py"
 
@@ -140,3 +142,66 @@ def test_mix_scale_with_an_unwritable_workdir_stops_with_a_message(tmp_path):
     assert "Traceback" not in proc.stderr, proc.stderr
     assert f"cannot write the work folder {work}" in proc.stderr and "--workdir" in proc.stderr, proc.stderr
     assert "stage " not in proc.stdout and "atlas: nnz" not in proc.stdout
+
+
+CELL_RULES = ("parse", "qc", "split", "mix", "train", "evaluate", "synthetic", "latent")
+
+
+def _rule_paths():
+    """{rule: (log path, benchmark path)} from the rule files' text."""
+    import re
+
+    out = {}
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
+            name = block.split(":", 1)[0].strip()
+            log = re.search(r"^    log:\n\s+(?:\w+=)?f?\"([^\"]+)\"", block, flags=re.M)
+            bench = re.search(r"^    benchmark:\n\s+f?\"([^\"]+)\"", block, flags=re.M)
+            out[name] = (log and log.group(1), bench and bench.group(1))
+    return out
+
+
+def test_every_rule_that_reads_cells_is_benchmarked_beside_its_log():
+    # rule_resources.py pairs results/benchmarks/{rule}/X.tsv with logs/{rule}/X.log, where the job logs its inputs
+    paths = _rule_paths()
+    for rule in CELL_RULES:
+        log, bench = paths[rule]
+        assert bench is not None, f"rule {rule} has no benchmark: directive"
+        assert bench == "results/benchmarks/" + log.removeprefix("logs/").removesuffix(".log") + ".tsv", rule
+
+
+def test_rule_resources_sets_peak_memory_against_the_inputs(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import rule_resources
+
+    gib = 2**30
+    for rule, job, rss_mib, inputs in (("qc", "a", 1500, gib), ("qc", "b", 6000, gib), ("mix", "m/seed0", 100, 0)):
+        bench = tmp_path / "results" / "benchmarks" / rule / f"{job}.tsv"
+        bench.parent.mkdir(parents=True, exist_ok=True)
+        bench.write_text(f"s\th:m:s\tmax_rss\n12.5\t0:00:12\t{rss_mib}\n")
+        log = tmp_path / "logs" / rule / f"{job}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"INFO rule {rule} reads 2 input file(s), {inputs} bytes (x GiB) in memory\nINFO done\n")
+    table = rule_resources.per_rule(rule_resources.jobs(tmp_path)).set_index("rule")
+    assert list(table.index) == ["qc", "mix"]  # the DAG's order
+    qc = table.loc["qc"]
+    assert qc["jobs"] == 2 and qc["wall_s_total"] == 25.0 and qc["jobs_over_3x_plus_1gib"] == 1
+    assert abs(qc["peak_rss_gib"] - 6000 / 1024) < 1e-9 and abs(qc["rss_per_input"] - 6000 * 2**20 / gib) < 1e-9
+    assert "| qc | 2 |" in rule_resources.markdown(table.reset_index())
+
+
+@pytest.mark.e2e
+def test_study_scale_runs_the_workflow_and_reports_every_rule_that_reads_cells(tmp_path):
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "study_scale.sh"), "--cells", "3000", "--genes", "400", "--epochs", "1",
+         "--workdir", str(tmp_path / "work")],
+        capture_output=True, text=True, timeout=900, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in proc.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| rule")}  # fmt: skip
+    assert set(CELL_RULES) <= set(rows), proc.stdout
+    for rule in CELL_RULES:
+        jobs, _, _, rss, inputs, ratio, _ = (float(v) for v in rows[rule])
+        assert jobs >= 1 and rss > 0 and inputs > 0 and ratio > 0, (rule, rows[rule])
+    assert "load average before" in proc.stdout and "workflow:" in proc.stdout
