@@ -11,6 +11,7 @@ library) and the load average before and after.
     python benchmarks/train_speed.py                      # CPU, both models when scvi-tools is installed
     python benchmarks/train_speed.py --cells 30000 --genes 5000 --epochs 5   # a simulated 30k x 5k mix
     python benchmarks/train_speed.py --device cuda        # data resident on the GPU
+    python benchmarks/train_speed.py --cells 30000 --genes 5000 --no-peer --compete 2   # beside 2 busy processes
 
 scvi-tools is the optional extra ``scvi`` (``make setup`` installs it); without it the script
 stops with a message unless ``--no-peer`` asks for scmix alone (no ratio then). A missing data archive, an
@@ -25,6 +26,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -133,8 +135,12 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-peer", action="store_true", help="measure scmix only")
+    ap.add_argument("--compete", type=int, default=0, metavar="N",
+                    help="run N busy-looping processes beside the training (a shared machine)")  # fmt: skip
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
+    if args.compete < 0:
+        ap.error("--compete must be 0 or more")
     if args.epochs < 2:
         ap.error("--epochs must be at least 2: seconds per epoch is the median over the epochs after the first")
     check_device(args.device)
@@ -164,10 +170,21 @@ def main(argv=None):
             why = " ".join(str(err).split())
             raise fail(f"could not read PBMC 3k from {archive}: {type(err).__name__}: {why}") from None
         what = "PBMC 3k"
+    competitors = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.compete)]
+    try:
+        rows = measure(args, train, held, what, scvi_linear)
+    finally:
+        for proc in competitors:
+            proc.kill()
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+def measure(args, train, held, what: str, scvi_linear) -> dict:
     start_load = load_average()
     print(f"{what}: {train.n_obs} training + {held.n_obs} held-out cells x {train.n_vars} genes; "
           f"{args.epochs} epochs; {args.threads} threads; device {args.device}; load average {start_load}; "
-          f"OpenMP waiting {WAITING}")  # fmt: skip
+          f"OpenMP waiting {WAITING}; {args.compete} competing busy processes")  # fmt: skip
     try:
         rows = {"scmix LDVAE": scmix_ldvae(train, held, epochs=args.epochs, device=args.device, seed=args.seed)}
     except TrainingDiverged as err:
@@ -193,9 +210,9 @@ def main(argv=None):
     rows["machine"] = {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads,
                        "device": args.device, "cpu": platform.processor() or platform.machine(),
                        "load_average": [start_load, end_load], "data": what, "cells": train.n_obs + held.n_obs,
-                       "genes": train.n_vars, "openmp_waiting": WAITING}  # fmt: skip
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+                       "genes": train.n_vars, "openmp_waiting": WAITING,
+                       "competing_processes": args.compete}  # fmt: skip
+    return rows
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 ``latent_scores``: sklearn's silhouette width of the posterior means (Euclidean), once per label column
 (cell_type, dataset, donor, batch, ...), per eval set and over all eval sets together. High by cell type
 means types are apart; high by dataset/donor/batch means those are apart too (a batch effect kept), near 0
-or below means they are mixed. ``umap_coordinates`` is scanpy's UMAP of the same latent.
+or below means they are mixed. ``umap_coordinates`` is scanpy's UMAP of the same latent, on its exact
+15-nearest-neighbour graph.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ def umap_coordinates(z: np.ndarray, *, n_neighbors: int = 15, seed: int = 0) -> 
 
     adata = ad.AnnData(np.zeros((z.shape[0], 0), dtype=np.float32))
     adata.obsm["X_latent"] = np.asarray(z, dtype=np.float32)
+    # exact kNN (sklearn): scanpy's default above 8,192 cells, pynndescent, hands scanpy 1.11 a csr_array it
+    # cannot read with scipy 1.17 ('getnnz'); exact is what it computes below that size anyway
     sc.pp.neighbors(adata, n_neighbors=min(n_neighbors, max(z.shape[0] - 1, 2)), use_rep="X_latent",
-                    random_state=seed)  # fmt: skip
+                    random_state=seed, transformer="sklearn")  # fmt: skip
     sc.tl.umap(adata, random_state=seed)
     return adata.obsm["X_umap"]

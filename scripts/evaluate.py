@@ -23,8 +23,9 @@ def main(smk):
     cells = model.prepare(adata, min_overlap=p.min_gene_overlap, name=w.eval_set, path=smk.input.eval)
     keys = {"model": w.model, "mix": w.mix, "seed": seed, "eval_set": w.eval_set}
 
+    sample = p.reconstruction == "sample"
     per_cell, fit = evaluate_cells(model, cells, n_top_genes=p.n_top_genes, genes=p.reconstruction_genes,
-                                   chunk_cells=p.chunk_cells, sample=p.reconstruction == "sample", seed=seed)  # fmt: skip
+                                   chunk_cells=p.chunk_cells, sample=sample, seed=seed)  # fmt: skip
     like = model.heldout_likelihood(cells, n_samples=p.likelihood_samples, seed=seed)
     per_cell = per_cell.join(like)
     per_cell.insert(0, "cell_id", adata.obs_names.to_numpy())

@@ -193,8 +193,8 @@ def test_rule_resources_sets_peak_memory_against_the_inputs(tmp_path):
 @pytest.mark.e2e
 def test_study_scale_runs_the_workflow_and_reports_every_rule_that_reads_cells(tmp_path):
     proc = subprocess.run(
-        ["bash", str(REPO / "benchmarks" / "study_scale.sh"), "--cells", "3000", "--genes", "800", "--epochs", "1", "--mix-cells", "250",
-         "--workdir", str(tmp_path / "work")],
+        ["bash", str(REPO / "benchmarks" / "study_scale.sh"), "--cells", "3000", "--genes", "800", "--epochs", "1",
+         "--mix-cells", "250", "--workdir", str(tmp_path / "work")],
         capture_output=True, text=True, timeout=900, cwd=REPO,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
