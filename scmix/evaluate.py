@@ -214,9 +214,8 @@ def evaluate_cells(model, cells, *, n_top_genes: int = 1000, genes: str = RECONS
     """Reconstruction accuracy per cell and the per-gene fit of ``model`` (a ``scmix.trained.TrainedModel``) on
     ``cells`` (its ``prepare``d ``Cells``), ``chunk_cells`` cells at a time: the genes are chosen on the sparse
     counts of all cells, then each chunk's expression (chunk x genes) is scored and added to the per-gene
-    moments, so memory is the cells' sparse counts plus O(chunk x genes). Returns (per-cell table, ``GeneFit``);
-    equal to ``reconstruction_accuracy``
-    and ``gene_fit`` on the whole set (to float rounding of the merged moments)."""
+    moments, so memory is the cells' sparse counts plus O(chunk x genes). Returns (per-cell table, ``GeneFit``),
+    equal to ``reconstruction_accuracy`` and ``gene_fit`` on the whole set (to float rounding of the moments)."""
     counts = cells.counts
     idx = reconstruction_genes(counts, n_top_genes, genes)
     fit, parts, done = GeneFit(counts.shape[1]), [], 0

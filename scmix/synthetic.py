@@ -22,7 +22,6 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import LabelEncoder
 
 from scmix.errors import ScmixInputError
-from scmix.evaluate import sparse_log1p_cp10k, top_variable_genes
 
 log = logging.getLogger("scmix.synthetic")
 
@@ -51,16 +50,10 @@ def coarse_labels(labels: np.ndarray, label_map: Mapping[str, str], *, path=None
     return np.array([label_map[v] for v in labels], dtype=object).astype(str)
 
 
-def classifier_features(counts, n_features: int) -> np.ndarray:
-    """The classifier's feature genes: the ``n_features`` of highest log1p(CP10k) variance over the cells of
-    ``counts`` (the real training cells), computed on the sparse matrix."""
-    return top_variable_genes(sparse_log1p_cp10k(counts), n_features)
-
-
-def feature_matrix(counts, features: np.ndarray) -> np.ndarray:
-    """log1p(CP10k) of ``counts`` on the ``features`` genes (cells x features, float32, the precision XGBoost
-    reads); only those columns are densified."""
-    return sparse_log1p_cp10k(counts)[:, features].toarray().astype(np.float32)
+def feature_matrix(logx, features: np.ndarray) -> np.ndarray:
+    """The classifier's input: sparse log1p(CP10k) ``logx`` (``scmix.evaluate.sparse_log1p_cp10k``) on the
+    ``features`` genes (cells x features, float32, the precision XGBoost reads); only those columns are densified."""
+    return logx[:, features].toarray().astype(np.float32)
 
 
 def classifier_rows(n_cells: int, max_cells: int | None, seed: int) -> np.ndarray:

@@ -8,6 +8,7 @@ import torch
 from scmix import rulecall
 from scmix import synthetic as syn
 from scmix.errors import ScmixInputError
+from scmix.evaluate import sparse_log1p_cp10k, top_variable_genes
 from scmix.io import read_h5ad, write_table
 from scmix.train import resolve_device
 from scmix.trained import load
@@ -36,10 +37,12 @@ def main(smk):
     y_held = labels_of(held, key, smk.input.eval, dataset=w.eval_set)
 
     X_synth, y_synth = model.generate(train.obs, key, p.cells_per_label, seed=seed)
-    features = syn.classifier_features(X_train, p.n_features)
+    log_train = sparse_log1p_cp10k(X_train)  # per cell: its rows are those of any subset of the cells
+    features = top_variable_genes(log_train, p.n_features)  # the classifier's genes, over all training cells
     rows = syn.classifier_rows(len(y_train), p.max_train_cells, seed)
-    X_train, y_train = X_train[rows], y_train[rows]
-    real_train, real_held, synth = (syn.feature_matrix(X, features) for X in (X_train, X_held, X_synth))
+    y_train = y_train[rows]
+    logs = (log_train[rows], sparse_log1p_cp10k(X_held), sparse_log1p_cp10k(X_synth))
+    real_train, real_held, synth = (syn.feature_matrix(logx, features) for logx in logs)
     logging.info("%s | %s | seed %d on %s: %d real training (of %d in the mix), %d real held-out, %d synthetic "
                  "cells (%d per label); %d feature genes", w.model, w.mix, seed, w.eval_set, len(y_train),
                  train.n_obs, len(y_held), len(y_synth), p.cells_per_label, len(features))  # fmt: skip
