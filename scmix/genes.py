@@ -166,12 +166,17 @@ def positions(own, keys) -> np.ndarray:
     return np.where(hit >= 0, first[hit], -1)
 
 
-def select(adata: ad.AnnData, keys: pd.Index, match_on: str) -> ad.AnnData:
-    """``adata`` restricted to ``keys`` in that order (first gene of a duplicated key)."""
+def key_positions(adata: ad.AnnData, keys: pd.Index, match_on: str) -> np.ndarray:
+    """Positions in ``adata`` of the genes ``keys`` (first gene of a duplicated key); every key must be there."""
     pos = positions(gene_keys(adata, match_on), keys)
     if (pos < 0).any():
         raise ScmixInputError(f"{int((pos < 0).sum())} genes missing (e.g. {list(keys[pos < 0][:3])})")
-    return adata[:, pos]
+    return pos
+
+
+def select(adata: ad.AnnData, keys: pd.Index, match_on: str) -> ad.AnnData:
+    """``adata`` restricted to ``keys`` in that order (first gene of a duplicated key)."""
+    return adata[:, key_positions(adata, keys, match_on)]
 
 
 def highly_variable(adata: ad.AnnData, n_top_genes: int, flavor: str = "seurat_v3",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import anndata as ad
@@ -73,12 +74,40 @@ def as_csr_counts(X) -> sp.csr_matrix:
     return X
 
 
-def read_h5ad(path: str | os.PathLike, *, dataset: str | None = None, mix: str | None = None) -> ad.AnnData:
-    """Read an h5ad, turning a missing or corrupt file into a ScmixInputError naming it."""
+def read_h5ad(path: str | os.PathLike, *, dataset: str | None = None, mix: str | None = None,
+              backed: bool = False) -> ad.AnnData:  # fmt: skip
+    """Read an h5ad, turning a missing or corrupt file into a ScmixInputError naming it. ``backed``: read obs and
+    var only and leave the counts on disk (anndata's backed mode; ``read_cells`` and ``take_rows`` read rows)."""
     try:
-        return ad.read_h5ad(path)
+        return ad.read_h5ad(path, backed="r" if backed else None)
     except (OSError, KeyError, ValueError) as err:
         raise ScmixInputError(f"cannot read h5ad: {err}", dataset=dataset, mix=mix, path=str(path)) from err
+
+
+def take_rows(X, rows):
+    """Rows ``rows`` of a matrix in memory or of a backed h5ad's counts, in that order (repeats allowed). On disk,
+    each distinct row is read once, in file order (about 8x faster than anndata's read in the order asked)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if isinstance(X, np.ndarray) or sp.issparse(X):
+        return X[rows]
+    distinct, inverse = np.unique(rows, return_inverse=True)
+    return X[distinct][inverse]
+
+
+def read_cells(adata: ad.AnnData, rows, var=None) -> ad.AnnData:
+    """Cells ``rows`` (and genes at positions ``var``, all when None) of ``adata`` as an AnnData in memory, in the
+    order given (repeats allowed). Of a backed AnnData only those rows are read, each distinct one once."""
+    rows = np.asarray(rows, dtype=np.int64)
+    var = slice(None) if var is None else np.asarray(var, dtype=np.int64)
+    if not adata.isbacked:
+        return adata[rows, var].copy()
+    distinct, inverse = np.unique(rows, return_inverse=True)
+    cells = adata[distinct, var].to_memory()
+    if np.array_equal(distinct, rows):
+        return cells
+    with warnings.catch_warnings():  # repeated rows repeat their names, as an in-memory take does; callers rename
+        warnings.filterwarnings("ignore", "Observation names are not unique", UserWarning)
+        return cells[inverse].copy()
 
 
 def in_memory_bytes(path: str | os.PathLike) -> int:

@@ -28,8 +28,16 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scmix.errors import ScmixInputError
-from scmix.genes import MIN_SHARED_GENES, gene_keys, highly_variable, positions, resolve_match_on, select, shared_keys
-from scmix.io import counts_matrix
+from scmix.genes import (
+    MIN_SHARED_GENES,
+    gene_keys,
+    highly_variable,
+    key_positions,
+    positions,
+    resolve_match_on,
+    shared_keys,
+)
+from scmix.io import counts_matrix, read_cells, take_rows
 
 log = logging.getLogger("scmix.mix")
 
@@ -111,21 +119,28 @@ def draw(n_available: int, n: int, seed: int, dataset: str, part: int = 1, parts
 
 def make_mix(mix: str, recipe: Mapping, parts: Mapping[str, ad.AnnData], seed: int, *, match_on: str = "auto",
              gene_list: Sequence[str] | None = None, n_top_genes: int | None = None, hvg_flavor: str = "seurat_v3",
-             hvg_batch_key: str | None = "dataset", min_shared: int = MIN_SHARED_GENES) -> ad.AnnData:  # fmt: skip
+             hvg_batch_key: str | None = "dataset", min_shared: int = MIN_SHARED_GENES,
+             rows: Mapping[str, np.ndarray] | None = None) -> ad.AnnData:  # fmt: skip
     """Draw the recipe's cells from each dataset's training part and join them on harmonised genes (at least
-    ``min_shared`` of them when the mix has several datasets)."""
-    counts = recipe_counts(recipe, {d: p.n_obs for d, p in parts.items()}, mix)
+    ``min_shared`` of them when the mix has several datasets).
+
+    ``parts`` may be backed (``read_h5ad(..., backed=True)``): only the drawn rows are read. ``rows``: per dataset,
+    the rows a draw may take (``drop_cross_source_duplicates``), all when a dataset is not named; the draw permutes
+    those as it would a part holding just them."""
+    pools = {d: np.asarray(rows[d]) if rows and d in rows else np.arange(p.n_obs) for d, p in parts.items()}
+    counts = recipe_counts(recipe, {d: len(pool) for d, pool in pools.items()}, mix)
     match_on = resolve_match_on(parts, match_on, what=f"mix '{mix}'")
     keys = shared_keys(parts, match_on, gene_list, min_shared=min_shared, what=f"mix '{mix}'")
     replace = bool(recipe.get("replace", False))
-    var = select(parts[next(iter(parts))][:0], keys, match_on).var.copy()  # names from the first dataset
+    first = parts[next(iter(parts))]
+    var = first.var.iloc[key_positions(first, keys, match_on)].copy()  # names from the first dataset
     var["match_key"] = keys.to_numpy()
     pieces = []
     for c in components(recipe, mix):
         d = c["dataset"]
         part = parts[d]
-        take = draw(part.n_obs, counts[d], seed, d, c["part"], c["parts"], replace)
-        piece = select(part[take], keys, match_on).copy()
+        take = pools[d][draw(len(pools[d]), counts[d], seed, d, c["part"], c["parts"], replace)]
+        piece = read_cells(part, take, key_positions(part, keys, match_on))
         piece.var_names = var.index
         piece.obs["dataset"] = d
         piece.obs["source_cell_id"] = piece.obs_names.to_numpy()
@@ -302,11 +317,17 @@ def _identical_rows(a: ad.AnnData, rows_a, b: ad.AnnData, rows_b, keys: pd.Index
     exact check of pairs whose fingerprints agree."""
     if not len(rows_a):
         return np.zeros(0, dtype=bool)
-    ma = sp.csr_matrix(counts_matrix(a)[np.asarray(rows_a)][:, positions(gene_keys(a, match_on), keys)])
-    mb = sp.csr_matrix(counts_matrix(b)[np.asarray(rows_b)][:, positions(gene_keys(b, match_on), keys)])
-    diff = (ma.astype(np.int64) - mb.astype(np.int64)).tocsr()
-    diff.eliminate_zeros()
-    return np.diff(diff.indptr) == 0
+    rows_a, rows_b = np.asarray(rows_a), np.asarray(rows_b)
+    pos_a, pos_b = positions(gene_keys(a, match_on), keys), positions(gene_keys(b, match_on), keys)
+    out = np.zeros(len(rows_a), dtype=bool)
+    for start in range(0, len(rows_a), _ROWS):  # a block of pairs at a time: the pairs can be every cell
+        block = slice(start, start + _ROWS)
+        ma = sp.csr_matrix(take_rows(counts_matrix(a), rows_a[block])[:, pos_a])
+        mb = sp.csr_matrix(take_rows(counts_matrix(b), rows_b[block])[:, pos_b])
+        diff = (ma.astype(np.int64) - mb.astype(np.int64)).tocsr()
+        diff.eliminate_zeros()
+        out[block] = np.diff(diff.indptr) == 0
+    return out
 
 
 def same_cells(a: ad.AnnData, b: ad.AnnData, match_on: str, min_detected: int = MIN_DETECTED_SAME_CELL
@@ -349,21 +370,22 @@ def cross_source_duplicates(train: Mapping[str, ad.AnnData], eval_sets: Mapping[
 
 
 def drop_cross_source_duplicates(train: Mapping[str, ad.AnnData], found, drop: Mapping[str, bool]):
-    """(training parts, what is left of ``found``): the datasets for which ``drop`` says so
-    (``split.drop_cross_source_duplicates``) lose the training cells that are held-out cells of another source."""
-    out, left = dict(train), dict(found)
+    """(rows, what is left of ``found``): per dataset, the rows of its training part a mix may draw (``make_mix``'s
+    ``rows``); the datasets for which ``drop`` says so (``split.drop_cross_source_duplicates``) lose the training
+    cells that are held-out cells of another source."""
+    rows, left = {d: np.arange(p.n_obs) for d, p in train.items()}, dict(found)
     for d in train:
         pairs = {e: p for (dd, e), (p, _) in found.items() if dd == d}
         if not drop.get(d) or not pairs:
             continue
         dup = pd.Index(pd.concat([p["a"] for p in pairs.values()]).unique())
-        out[d] = train[d][~train[d].obs_names.isin(dup)].copy()
+        rows[d] = np.flatnonzero(~train[d].obs_names.isin(dup))
         for e in pairs:
             del left[d, e]
         log.info("dataset '%s': %d training cells dropped, the same cells as held-out cells of %s "
                  "(split.drop_cross_source_duplicates); %d training cells left", d, len(dup),
-                 ", ".join(f"eval set '{e}'" for e in pairs), out[d].n_obs)  # fmt: skip
-    return out, left
+                 ", ".join(f"eval set '{e}'" for e in pairs), len(rows[d]))  # fmt: skip
+    return rows, left
 
 
 def check_no_duplicate_leak(adata: ad.AnnData, found, mix: str) -> None:

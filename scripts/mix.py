@@ -4,8 +4,6 @@ cell in another source."""
 import json
 import logging
 
-import anndata as ad
-
 from scmix import rulecall
 from scmix.genes import MIN_SHARED_GENES, read_gene_list, resolve_match_on, shared_keys
 from scmix.io import read_h5ad, write_h5ad, write_table
@@ -27,22 +25,24 @@ from scmix.split import split_params
 def main(smk):
     mix, seed = smk.wildcards.mix, int(smk.wildcards.seed)
     g = smk.params.genes
-    parts = {d: read_h5ad(p, dataset=d) for d, p in zip(smk.params.datasets, smk.input.train, strict=True)}
+    # backed: obs and var in memory, the counts read as needed (fingerprints a block of rows at a time, the draw)
+    parts = {d: read_h5ad(p, dataset=d, backed=True) for d, p in zip(smk.params.datasets, smk.input.train, strict=True)}
     gene_list = read_gene_list(smk.input.gene_list) if smk.input.get("gene_list") else None
     match_on = g["match_on"]
     min_shared = g.get("min_shared", MIN_SHARED_GENES)
     if smk.params.universe:  # genes.universe: all — the genes every dataset of the study shares
-        every = {d: ad.read_h5ad(p, backed="r") for d, p in zip(smk.params.universe, smk.input.universe, strict=True)}
+        every = {d: read_h5ad(p, dataset=d, backed=True) for d, p in zip(smk.params.universe, smk.input.universe,
+                                                                     strict=True)}  # fmt: skip
         match_on = resolve_match_on(every, match_on, what="the gene universe")
         gene_list = list(shared_keys(every, match_on, gene_list, min_shared=min_shared, what="the gene universe"))
         logging.info("gene universe: %d genes (%s) shared by all %d datasets", len(gene_list), match_on, len(every))
-    held = {d: read_h5ad(p, dataset=d) for d, p in zip(smk.params.eval_sets, smk.input.eval, strict=True)}
+    held = {d: read_h5ad(p, dataset=d, backed=True) for d, p in zip(smk.params.eval_sets, smk.input.eval, strict=True)}
     found = cross_source_duplicates(parts, held, g["match_on"])
     drop = {d: split_params(smk.params.split[d])["drop_cross_source_duplicates"] for d in parts}
-    parts, found = drop_cross_source_duplicates(parts, found, drop)
+    rows, found = drop_cross_source_duplicates(parts, found, drop)
     adata = make_mix(mix, smk.params.recipe, parts, seed, match_on=match_on, gene_list=gene_list,
                      n_top_genes=g.get("n_top_genes"), hvg_flavor=g["hvg_flavor"],
-                     hvg_batch_key=g.get("hvg_batch_key"), min_shared=min_shared)  # fmt: skip
+                     hvg_batch_key=g.get("hvg_batch_key"), min_shared=min_shared, rows=rows)  # fmt: skip
     check_no_leak(mix_cell_ids(adata), {d: qualified_ids(d, h.obs_names) for d, h in held.items()}, mix)
     check_no_duplicate_leak(adata, found, mix)
     warn_same_cells_within(adata, mix)

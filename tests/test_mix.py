@@ -181,8 +181,8 @@ def test_real_cells_copied_into_another_source_are_caught_as_leaks(pbmc3k, kang2
         check_no_duplicate_leak(mix, found, "m")
     # dropped from the training side: the mix keeps its size and holds none of them
     kept, left = drop_cross_source_duplicates(parts, found, {"copy": True})
-    assert kept["copy"].n_obs == copy_train.n_obs - len(expected) and left == {}
-    clean = make_mix("m", {"total_cells": 200, "datasets": {"copy": 1.0}}, kept, seed=0)
+    assert len(kept["copy"]) == copy_train.n_obs - len(expected) and left == {}
+    clean = make_mix("m", {"total_cells": 200, "datasets": {"copy": 1.0}}, parts, seed=0, rows=kept)
     assert clean.n_obs == 200 and not set(clean.obs["source_cell_id"]) & expected
     check_no_duplicate_leak(clean, left, "m")
     # other barcodes: still the same cells
@@ -253,3 +253,34 @@ def test_mix_rule_stops_on_a_cross_source_leak_and_drops_it_when_asked(pbmc3k, s
     log = (tmp_path / "logs/mix/copy_only/seed0.log").read_text()
     assert "training cells dropped, the same cells as held-out cells of eval set 'pbmc3k'" in log
     assert json.loads((tmp_path / "results/mixes/copy_only/seed0.manifest.json").read_text())["n_cells"] == 300
+
+
+def test_a_mix_drawn_from_backed_files_equals_the_one_drawn_in_memory(pbmc3k, kang2018, tmp_path):
+    """The mix rule leaves the training parts and eval sets on disk and reads only the rows it draws: the same
+    duplicates found, the same rows dropped, the same mix cell for cell, with and without replacement."""
+    from scmix.io import read_h5ad, write_h5ad
+    from scmix.mix import cross_source_duplicates, drop_cross_source_duplicates
+
+    train, held = split_heldout(pbmc3k, 0.2, seed=0)
+    copy_train, _ = split_heldout(pbmc_copy(pbmc3k, n_cells=500), 0.2, seed=1)
+    memory = {"pbmc3k": train, "copy": copy_train, "kang": kang2018}
+    for d, a in {**memory, "held": held}.items():
+        write_h5ad(a, tmp_path / f"{d}.h5ad")
+    backed = {d: read_h5ad(tmp_path / f"{d}.h5ad", backed=True) for d in memory}
+    evals = {"pbmc3k": held}
+    found = cross_source_duplicates({"copy": copy_train}, evals)
+    found_backed = cross_source_duplicates({"copy": backed["copy"]}, {"pbmc3k": read_h5ad(tmp_path / "held.h5ad",
+                                                                                           backed=True)})  # fmt: skip
+    assert found.keys() == found_backed.keys() == {("copy", "pbmc3k")}
+    pd.testing.assert_frame_equal(found["copy", "pbmc3k"][0], found_backed["copy", "pbmc3k"][0])
+    rows, _ = drop_cross_source_duplicates({"copy": copy_train}, found, {"copy": True})
+    for recipe in ({"total_cells": 900, "datasets": {"pbmc3k": 0.5, "copy": 0.1, "kang": 0.4}},
+                   {"total_cells": 3000, "replace": True, "datasets": {"copy": 0.5, "kang": 0.5}}):  # fmt: skip
+        one = make_mix("m", recipe, memory, seed=4, rows=rows, n_top_genes=300)
+        other = make_mix("m", recipe, backed, seed=4, rows=rows, n_top_genes=300)
+        assert not other.isbacked and one.n_obs == recipe["total_cells"] and one.n_vars == 300
+        assert (one.X != other.X).nnz == 0 and one.X.nnz > 0
+        pd.testing.assert_frame_equal(one.obs, other.obs)
+        pd.testing.assert_frame_equal(one.var, other.var)
+        dropped = set(found["copy", "pbmc3k"][0]["a"])
+        assert not dropped & set(one.obs.loc[one.obs["dataset"] == "copy", "source_cell_id"])
