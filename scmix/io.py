@@ -98,6 +98,8 @@ def read_cells(adata: ad.AnnData, rows, var=None) -> ad.AnnData:
     """Cells ``rows`` (and genes at positions ``var``, all when None) of ``adata`` as an AnnData in memory, in the
     order given (repeats allowed). Of a backed AnnData only those rows are read, each distinct one once."""
     rows = np.asarray(rows, dtype=np.int64)
+    if var is not None and np.array_equal(var, np.arange(adata.n_vars)):
+        var = None  # every gene in order: no column copy
     var = slice(None) if var is None else np.asarray(var, dtype=np.int64)
     if not adata.isbacked:
         return adata[rows, var].copy()

@@ -172,7 +172,8 @@ def _union_obs(out: ad.AnnData, dtypes: Mapping[str, pd.Series], mix: str) -> No
     groups: dict[tuple, list[str]] = {}
     for column in [c for c in out.obs.columns if c in every]:
         lacking = tuple(d for d, cols in columns.items() if column not in cols)
-        if not lacking:  # a column every dataset has keeps the dtype the concatenation gave it
+        if not lacking:  # a column every dataset has keeps the dtype the concatenation gave it, unless it mixes
+            _labels_as_text(out, column, {d: t[column] for d, t in dtypes.items()}, mix)  # numbers and text
             continue
         groups.setdefault(lacking, []).append(column)
         present = [t[column] for t in dtypes.values() if column in t.index]
@@ -187,6 +188,22 @@ def _union_obs(out: ad.AnnData, dtypes: Mapping[str, pd.Series], mix: str) -> No
                     "s" if len(missing) > 1 else "", ", ".join(f"'{c}'" for c in missing),
                     "are" if len(missing) > 1 else "is", ", ".join(f"dataset '{d}'" for d in lacking), n,
                     "them" if len(lacking) > 1 else "it")  # fmt: skip
+
+
+def _labels_as_text(out: ad.AnnData, column: str, dtypes: Mapping[str, object], mix: str) -> None:
+    """A label column that is numeric in some datasets and text in others (donor 1016 in one, 'd1' in another)
+    becomes text, with a warning: h5ad cannot store a column of mixed types, and the labels stay what they say."""
+    values = out.obs[column]
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.cat.categories.to_series()
+    if values.dtype != object or len({type(v) for v in values.dropna()}) < 2:
+        return
+    kinds = {d: ("numbers" if pd.api.types.is_numeric_dtype(t) else "text") for d, t in dtypes.items()}
+    log.warning("mix '%s': obs column '%s' holds numbers in %s and text in %s; written as text", mix, column,
+                ", ".join(f"dataset '{d}'" for d, k in kinds.items() if k == "numbers"),
+                ", ".join(f"dataset '{d}'" for d, k in kinds.items() if k == "text"))  # fmt: skip
+    text = out.obs[column].astype(object).where(out.obs[column].notna(), None)
+    out.obs[column] = pd.Categorical([None if v is None else str(v) for v in text])
 
 
 def qualified_ids(dataset: str, cell_ids) -> pd.Index:
