@@ -284,3 +284,29 @@ def test_a_mix_drawn_from_backed_files_equals_the_one_drawn_in_memory(pbmc3k, ka
         pd.testing.assert_frame_equal(one.var, other.var)
         dropped = set(found["copy", "pbmc3k"][0]["a"])
         assert not dropped & set(one.obs.loc[one.obs["dataset"] == "copy", "source_cell_id"])
+
+
+def test_a_label_that_is_numbers_in_one_dataset_and_text_in_another_is_written_as_text(pbmc3k, kang2018, tmp_path,
+                                                                                        caplog):  # fmt: skip
+    """Kang 2018's donors are numbers (1016, as its parser reads them), PBMC 3k's a name: the mix writes the column as
+    text, each label as it reads, with a warning (h5ad cannot store a column of mixed types)."""
+    import anndata as ad
+
+    from scmix.io import write_h5ad
+
+    train, _ = split_heldout(pbmc3k, 0.2, seed=0)
+    train = train.copy()
+    train.obs["donor"] = pd.Categorical(["pbmc3k_donor"] * train.n_obs)
+    kang = kang2018.copy()
+    kang.obs["donor"] = kang.obs["donor"].astype(int)
+    with caplog.at_level("WARNING", logger="scmix.mix"):
+        mix = make_mix("m", {"total_cells": 600, "datasets": {"pbmc3k": 0.5, "kang": 0.5}},
+                       {"pbmc3k": train, "kang": kang}, seed=0)  # fmt: skip
+    assert "obs column 'donor' holds numbers in dataset 'kang' and text in dataset 'pbmc3k'; written as text" in (
+        caplog.text)  # fmt: skip
+    write_h5ad(mix, tmp_path / "m.h5ad")
+    back = ad.read_h5ad(tmp_path / "m.h5ad").obs
+    drawn = back.loc[back["dataset"] == "kang", "source_cell_id"]
+    assert (back.loc[back["dataset"] == "kang", "donor"].astype(str).to_numpy()
+            == kang2018.obs.loc[drawn, "donor"].astype(str).to_numpy()).all()  # fmt: skip
+    assert set(back.loc[back["dataset"] == "pbmc3k", "donor"]) == {"pbmc3k_donor"}
