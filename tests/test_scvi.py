@@ -17,7 +17,7 @@ pytest.importorskip("scvi")
 
 REPO = Path(__file__).resolve().parents[1]
 
-# the README's "Use a trained model from Python", run as a user would run it
+# the Python lines of the README's "Outputs" (docs/models.md), run as a user would run them
 THREE_LINES = """
 import sys, numpy as np, anndata, scmix
 model = scmix.load(sys.argv[1])
