@@ -21,6 +21,7 @@ from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colors import Normalize, to_hex, to_rgb  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 DPI = 120
 MAX_FIGSIZE = (24.0, 18.0)  # inches; larger grids shrink their panels instead of growing further
@@ -35,6 +36,9 @@ METRIC_LABELS = {
     "spearman_mean": "mean per-cell Spearman r",
     "marginal_ll": "held-out log p(x) per cell (nats)",
 }
+# metrics whose values are comparable within an eval set only (a log-likelihood depends on the set's genes and
+# library sizes): their heatmaps colour each eval set against its best value
+PER_EVAL_SET_METRICS = {"marginal_ll", "elbo", "recon_nll"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -191,7 +195,9 @@ def metric_heatmap(
 
     ``table`` has columns model, mix, seed, eval_set and ``value``. Cells show "mean\\n±sd" (sd over
     seeds, left out for a single seed); all panels share one colour scale, oriented so that better is
-    always the bright end (``higher_is_better``). Returns ``{model: mean pivot (mix x eval set)}``.
+    always the bright end (``higher_is_better``). For ``PER_EVAL_SET_METRICS`` the colour is the distance from
+    the best mean of the same eval set (over every model and mix), so that eval sets of different scales do not
+    share one; the cells still show the values. Returns ``{model: mean pivot (mix x eval set)}``.
     """
     label = label or METRIC_LABELS.get(value, value)
     data = _as_str(_finite(table, value), "model", "mix", "eval_set")
@@ -204,7 +210,10 @@ def metric_heatmap(
     mixes = sorted(data["mix"].unique())
     evals = sorted(data["eval_set"].unique())
     stats = _mean_sd(data, ["model", "mix", "eval_set"], value)
-    lo, hi = stats["mean"].min(), stats["mean"].max()
+    per_eval_set = value in PER_EVAL_SET_METRICS
+    best = stats.groupby("eval_set")["mean"].transform("max" if higher_is_better else "min")
+    stats["colour"] = stats["mean"] - best if per_eval_set else stats["mean"]
+    lo, hi = stats["colour"].min(), stats["colour"].max()
     pad = 0.0 if hi > lo else max(abs(hi) * 0.05, 1e-6)
     norm = Normalize(vmin=lo - pad, vmax=hi + pad)
     cmap = plt.get_cmap("viridis" if higher_is_better else "viridis_r").with_extremes(bad="0.92")
@@ -224,8 +233,9 @@ def metric_heatmap(
         sub = stats[stats["model"] == model]
         mean = sub.pivot(index="mix", columns="eval_set", values="mean").reindex(index=mixes, columns=evals)
         sd = sub.pivot(index="mix", columns="eval_set", values="sd").reindex(index=mixes, columns=evals)
+        shade = sub.pivot(index="mix", columns="eval_set", values="colour").reindex(index=mixes, columns=evals)
         means[model] = mean
-        ax.imshow(np.ma.masked_invalid(mean.to_numpy(dtype=float)), cmap=cmap, norm=norm, aspect="auto")
+        ax.imshow(np.ma.masked_invalid(shade.to_numpy(dtype=float)), cmap=cmap, norm=norm, aspect="auto")
         for i in range(len(mixes)):
             for j in range(len(evals)):
                 m, s = mean.iat[i, j], sd.iat[i, j]
@@ -234,7 +244,7 @@ def metric_heatmap(
                     continue
                 d = _decimals(m)
                 text = f"{m:.{d}f}" + ("" if np.isnan(s) else f"\n±{s:.{d}f}")
-                colour = _text_colour(cmap(norm(m)))
+                colour = _text_colour(cmap(norm(shade.iat[i, j])))
                 ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color=colour)
         _label_ticks(ax, "x", range(len(evals)), evals)
         _label_ticks(ax, "y", range(len(mixes)), mixes)
@@ -244,7 +254,8 @@ def metric_heatmap(
         ax.set_title(f"{model} ({n_seeds} seed{'s' if n_seeds != 1 else ''})", fontsize=10)
     for ax in axes.flat[len(models) :]:
         fig.delaxes(ax)
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.8, label=label)
+    bar = f"{label}\nminus the best of its eval set" if per_eval_set else label
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.8, label=bar)
     better = "higher is better" if higher_is_better else "lower is better"
     spread = "mean ± sd over seeds" if data.groupby("model")["seed"].nunique().max() > 1 else "one seed"
     fig.suptitle(f"{label}: {spread} ({better})", fontsize=11)
@@ -389,6 +400,7 @@ def training_curves(history: pd.DataFrame, path, *, colours: dict | None = None)
         if log_scale[model]:
             ax.set_yscale("log")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"{which} negative ELBO per cell" if k % ncols == 0 else "")
         seeds = sub["seed"].nunique()
         ax.set_title(f"{model} ({seeds} seed{'s' if seeds != 1 else ''} per mix)", fontsize=10)
@@ -599,10 +611,29 @@ def synthetic_f1_bars(table: pd.DataFrame, path) -> pd.DataFrame:
     return stats.drop(columns="x")
 
 
+# bins of the expected zero fraction in which zero_calibration draws each mix's median residual
+ZERO_BINS = np.linspace(0.0, 1.0, 21)
+
+
+def _binned_residual(expected: np.ndarray, residual: np.ndarray, min_genes: int = 3) -> pd.DataFrame:
+    """Per bin of ``ZERO_BINS`` holding at least ``min_genes`` genes: its centre, and the 25th, 50th and 75th
+    percentile of the residual (observed − expected zero fraction) of its genes."""
+    bins = np.clip(np.digitize(expected, ZERO_BINS[1:-1]), 0, len(ZERO_BINS) - 2)
+    frame = pd.DataFrame({"bin": bins, "r": residual})
+    q = frame.groupby("bin")["r"].quantile([0.25, 0.5, 0.75]).unstack()
+    q = q[frame.groupby("bin").size().reindex(q.index) >= min_genes]
+    centres = (ZERO_BINS[:-1] + ZERO_BINS[1:]) / 2
+    return pd.DataFrame({"x": centres[q.index], "q25": q[0.25].to_numpy(), "median": q[0.5].to_numpy(),
+                         "q75": q[0.75].to_numpy()})  # fmt: skip
+
+
 def zero_calibration(
     genes: pd.DataFrame, path, *, colours: dict | None = None
 ) -> dict[tuple[str, str], dict[str, float]]:
-    """Observed vs expected zero fraction per gene, rows = model, columns = eval set, points coloured by mix.
+    """Zero calibration per gene, rows = model, columns = eval set: the residual observed − expected zero fraction
+    against the expected one, one line per mix (the median residual of the genes in each twentieth of the
+    expected fraction) with the band of its middle half, so that mixes are compared side by side instead of
+    hiding each other's points.
 
     ``genes`` has columns model, mix, eval_set, gene, observed_zero_fraction, expected_zero_fraction. Rows
     without an expected value (models without a count likelihood) are dropped; a panel left empty says
@@ -610,7 +641,7 @@ def zero_calibration(
     ``{(model, eval_set): {mix: mean observed − expected}}`` (empty dict for empty panels).
     """
     obs, exp = "observed_zero_fraction", "expected_zero_fraction"
-    title = "Zero calibration per gene: observed vs model-expected fraction of zeros"
+    title = "Zero calibration per gene: observed − model-expected fraction of zeros"
     named = _as_str(genes, "model", "mix", "eval_set")
     colours = colours or category_colours(named["mix"])
     data = _finite(named, obs, exp)
@@ -623,31 +654,36 @@ def zero_calibration(
     fig, axes = plt.subplots(
         len(models),
         len(evals),
-        figsize=_figsize(len(evals), len(models), 3.4, 3.4, _legend_width(mixes), 0.9),
+        figsize=_figsize(len(evals), len(models), 3.8, 3.0, _legend_width(mixes), 0.9),
         squeeze=False,
         sharex=True,
         sharey=True,
         constrained_layout=True,
     )
-    size = float(np.clip(3000.0 / max(len(data) / max(len(models) * len(evals), 1), 1), 1.0, 12.0))
     diffs: dict[tuple[str, str], dict[str, float]] = {}
+    reach = 0.02
     for r, model in enumerate(models):
         for c, ev in enumerate(evals):
             ax = axes[r, c]
             sub = data[(data["model"] == model) & (data["eval_set"] == ev)]
-            ax.plot([0, 1], [0, 1], color="0.3", ls="--", lw=0.9, zorder=1)
+            ax.axhline(0.0, color="0.3", ls="--", lw=0.9, zorder=1)
             panel = {}
             for mix, part in sub.groupby("mix", sort=True):
-                ax.scatter(part[exp], part[obs], color=colours[mix], s=size, alpha=0.5, linewidths=0, rasterized=True)
-                panel[mix] = float((part[obs] - part[exp]).mean())
+                residual = (part[obs] - part[exp]).to_numpy(dtype=float)
+                curve = _binned_residual(part[exp].to_numpy(dtype=float), residual)
+                ax.fill_between(curve["x"], curve["q25"], curve["q75"], color=colours[mix], alpha=0.18, lw=0)
+                ax.plot(curve["x"], curve["median"], color=colours[mix], lw=1.4, marker="o", ms=2.5)
+                panel[mix] = float(residual.mean())
+                if len(curve):
+                    reach = max(reach, float(np.nanmax(np.abs(curve[["q25", "q75"]].to_numpy()))))
             diffs[(model, ev)] = panel
             if panel:
                 text = "mean obs − exp\n" + "\n".join(f"{mix}: {d:+.3f}" for mix, d in panel.items())
                 ax.text(
-                    0.97,
+                    0.03,
                     0.03,
                     text,
-                    ha="right",
+                    ha="left",
                     va="bottom",
                     fontsize=7,
                     transform=ax.transAxes,
@@ -656,19 +692,22 @@ def zero_calibration(
             else:
                 ax.text(0.5, 0.5, "no count model", ha="center", va="center", color="0.4", transform=ax.transAxes)
             ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1)
-            ax.set_aspect("equal")
             ax.set_title(f"{model} | {ev}", fontsize=9)
+            ax.grid(True, color="0.92", lw=0.6)
             if r == len(models) - 1:
                 ax.set_xlabel("expected zero fraction")
             if c == 0:
-                ax.set_ylabel("observed zero fraction")
+                ax.set_ylabel("observed − expected")
+    for ax in axes.flat:
+        ax.set_ylim(-1.1 * reach, 1.1 * reach)
     if mixes:
-        handles = [Line2D([], [], ls="", marker="o", ms=5, color=colours[m], label=m) for m in mixes]
+        handles = [Line2D([], [], color=colours[m], lw=1.4, marker="o", ms=2.5, label=m) for m in mixes]
+        handles.append(Patch(color="0.6", alpha=0.3, label="middle half of genes"))
         fig.legend(handles=handles, title="training mix", loc="outside right upper", fontsize=8, title_fontsize=9)
     fig.suptitle(title, fontsize=11)
     fig.supxlabel(
-        "Points above the dashed diagonal: more zeros observed than the model expects (it underfits zeros).",
+        "Median over the genes of each twentieth of the expected fraction. Above the dashed line: more zeros "
+        "observed than the model expects (it underfits zeros).",
         fontsize=8,
         color="0.3",
     )

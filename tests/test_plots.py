@@ -100,6 +100,26 @@ def test_metric_heatmap_single_seed_has_no_spread_and_lower_is_better(tmp_path, 
     assert "lower is better" in closed[-1]._suptitle.get_text()
 
 
+def test_loglikelihood_heatmap_colours_each_eval_set_against_its_own_best(tmp_path, closed):
+    """log p(x) of eval sets with other genes and depths is not comparable: each column's best mean is the bright
+    end of the scale, whatever its absolute value; the cells still show the values."""
+    table = metric_table(seeds=(0,)).rename(columns={"pearson_mean": "marginal_ll"})
+    scale = {"heldout_a": -600.0, "heldout_b": -1200.0, "heldout_c": -2400.0}
+    table["marginal_ll"] = table["eval_set"].map(scale) + 10 * table["marginal_ll"]
+    out = plots.metric_heatmap(table, tmp_path / "h.png", "marginal_ll")
+    image(tmp_path / "h.png")
+    fig = closed[-1]
+    panels = [ax for ax in fig.axes if ax.images]  # the colour bar has none
+    shades = {model: np.ma.filled(ax.images[0].get_array(), np.nan) for ax, model in zip(panels, sorted(out),
+                                                                                         strict=True)}  # fmt: skip
+    best = pd.concat(out.values()).max()  # per eval set over every model and mix
+    for model, mean in out.items():
+        np.testing.assert_allclose(shades[model], (mean - best).to_numpy(), atol=1e-9)
+    assert max(np.nanmax(s) for s in shades.values()) == 0.0  # the best of each column at the top of the scale
+    assert any("minus the best of its eval set" in ax.get_ylabel() for ax in fig.axes)
+    assert f"{out['m1'].iat[0, 0]:.0f}" in [t.get_text() for t in texts(fig)]
+
+
 def test_accuracy_heatmap_uses_overall_rows_only(tmp_path):
     table = metric_table()
     per_type = table.assign(cell_type="T", pearson_mean=-5.0)
@@ -303,6 +323,11 @@ def test_zero_calibration_mean_differences_and_gaussian_panels(tmp_path, closed)
     assert any(t.get_text() == "no count model" for t in fig.axes[0].texts)  # gauss_vae sorts first
     assert "underfits zeros" in fig._supxlabel.get_text()
     assert fig.axes[-1].get_xlim() == (0, 1)
+    # one line per mix (and the zero line) in every count-model panel: the mixes side by side, none hidden
+    nb_panel = fig.axes[2]  # row nb_vae, column e1
+    assert nb_panel.get_title() == "nb_vae | e1" and len(nb_panel.lines) == 1 + 2
+    medians = [np.asarray(line.get_ydata()) for line in nb_panel.lines[1:]]
+    assert all(len(m) >= 5 and (m > 0).all() for m in medians)  # observed above expected by 0-0.1
 
 
 def test_loss_curve_and_empty_inputs_still_write_images(tmp_path):
