@@ -137,6 +137,12 @@ def _legend_width(labels, ncol: int = 1) -> float:
     return ncol * (0.6 + 0.07 * longest)
 
 
+def _figure_legend(fig, handles, title: str) -> None:
+    """The figure's one legend, right of the panels and centred on them, so that it stays clear of the
+    figure title above (which is centred on the whole figure, legend included)."""
+    fig.legend(handles=handles, title=title, loc="outside right center", fontsize=8, title_fontsize=9)
+
+
 def _text_colour(rgba) -> str:
     """Black or white, whichever reads better on this background colour."""
     r, g, b = to_rgb(rgba)
@@ -333,7 +339,7 @@ def celltype_boxplot(cells: pd.DataFrame, path, model: str, *, colours: dict | N
     for ax in axes.flat[len(evals) :]:
         fig.delaxes(ax)
     handles = [Patch(facecolor=colours[m], edgecolor="0.3", label=m) for m in mixes]
-    fig.legend(handles=handles, title="training mix", loc="outside right upper", fontsize=8, title_fontsize=9)
+    _figure_legend(fig, handles, "training mix")
     pooled = f"pooled over {n_seeds} seeds" if n_seeds > 1 else "one seed"
     fig.suptitle(f"{title} ({pooled})", fontsize=11)
     _save(fig, path)
@@ -409,7 +415,7 @@ def training_curves(history: pd.DataFrame, path, *, colours: dict | None = None)
         fig.delaxes(ax)
     handles = [Line2D([], [], color=colours[m], lw=1.5, label=m) for m in mixes]
     handles.append(Line2D([], [], ls="", marker="o", color="0.6", mec="black", label="best epoch (kept)"))
-    fig.legend(handles=handles, title="training mix", loc="outside right upper", fontsize=8, title_fontsize=9)
+    _figure_legend(fig, handles, "training mix")
     fig.suptitle(title, fontsize=11)
     _save(fig, path)
     return {"y": ycol, "log_scale": log_scale, "runs": runs}
@@ -703,7 +709,7 @@ def zero_calibration(
     if mixes:
         handles = [Line2D([], [], color=colours[m], lw=1.4, marker="o", ms=2.5, label=m) for m in mixes]
         handles.append(Patch(color="0.6", alpha=0.3, label="middle half of genes"))
-        fig.legend(handles=handles, title="training mix", loc="outside right upper", fontsize=8, title_fontsize=9)
+        _figure_legend(fig, handles, "training mix")
     fig.suptitle(title, fontsize=11)
     fig.supxlabel(
         "Median over the genes of each twentieth of the expected fraction. Above the dashed line: more zeros "

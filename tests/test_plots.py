@@ -3,6 +3,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 
 from scmix import plots
@@ -208,6 +209,22 @@ def test_training_curves_lines_dots_and_scale(tmp_path, closed):
     image(tmp_path / "w.png")
     assert out["y"] == "train_elbo" and out["runs"] == {"gauss_vae": 2, "nb_vae": 2}
     assert out["log_scale"] == {"gauss_vae": False, "nb_vae": True}
+
+
+def test_the_mix_legend_stays_clear_of_the_title_with_one_panel(tmp_path, closed):
+    """The demo's case: one model, so one narrow panel; the figure title must not run under the legend."""
+    history = history_table(seeds=(0, 1, 2))
+    history = history[history["model"] == "nb_vae"]
+    history = pd.concat([history.assign(mix=name) for name in ("base", "base+blood2", "base+tumour", "tumour_alone")])
+    plots.training_curves(history, tmp_path / "t.png")
+    fig = closed[-1]
+    renderer = FigureCanvasAgg(fig).get_renderer()  # the closed figure has lost its canvas
+    fig.draw(renderer)
+    (legend,) = fig.legends
+    title = fig.get_suptitle()
+    assert title.startswith("Training curves")
+    assert not legend.get_window_extent(renderer).overlaps(fig._suptitle.get_window_extent(renderer))
+    assert not legend.get_window_extent(renderer).overlaps(fig.axes[0].get_window_extent(renderer))
 
 
 # ---------------------------------------------------------------------------------------------------------------
