@@ -15,7 +15,7 @@ Every stage runs in a fresh process forked from a forkserver that has imported n
 scanpy/scmix once; the process reads its inputs from the work folder (as a Snakemake job reads its
 h5ad), warms up the scmix call on a toy AnnData (numba JIT, lazy imports), then runs the real call:
 
-- ``qc[d]``: ``scmix.qc.run_qc`` on dataset d with ``scmix.qc.qc_params``;
+- ``qc[d]``: ``scmix.qc.run_qc`` on dataset d with ``scmix.settings.resolve_qc``;
 - ``split[d]``: ``scmix.split.split_heldout`` on the QC'd dataset;
 - ``mix[recipe] sN``: as scripts/mix.py, ``scmix.mix.cross_source_duplicates`` (the recipe's training parts
   against every other dataset's eval set), ``make_mix`` on the training parts, ``check_no_duplicate_leak``.
@@ -74,6 +74,7 @@ import scipy.sparse as sp
 
 import scmix.mix
 import scmix.qc
+import scmix.settings
 import scmix.split
 
 GIB = 1024**3
@@ -403,7 +404,7 @@ def _toy_adata(name: str, n: int = 60, seed: int = 0) -> ad.AnnData:
 def _warm_up(kind: str) -> None:
     """Run the stage's scmix call once on a toy AnnData: numba JIT and lazy imports stay out of the timing."""
     if kind == "qc":
-        params = scmix.qc.qc_params({"min_genes": 1, "min_counts": 0, "min_cells": 0, "max_pct_mito": 100})
+        params = scmix.settings.resolve_qc({"min_genes": 1, "min_counts": 0, "min_cells": 0, "max_pct_mito": 100})
         scmix.qc.run_qc(_toy_adata("toy"), params)
     elif kind == "split":
         scmix.split.split_heldout(_toy_adata("toy"), **SPLIT)
@@ -873,7 +874,7 @@ def _run(args, spec: dict, work: Path, ctx, mem_limit: int | None) -> tuple[list
         return row
 
     # -- QC, then the held-out split, per dataset
-    qc_params = scmix.qc.qc_params(qc_thresholds(spec))
+    qc_params = scmix.settings.resolve_qc(qc_thresholds(spec))
     print(f"QC params: {qc_params}", flush=True)
     train_cells: dict[str, int] = {}
     for d in names:

@@ -13,7 +13,7 @@ if str(WORKFLOW_ROOT) not in sys.path:
 
 from snakemake.exceptions import WorkflowError
 
-from scmix import deps, modelspec, study
+from scmix import deps, modelspec, settings, study
 from scmix.threads import wait_briefly
 
 # torch's OpenMP threads in every job (inherited from this process) wait briefly instead of spinning
@@ -165,18 +165,29 @@ def parse_code(wildcards):
 
 
 def dataset_split_settings(dataset):
-    """The global split settings with the dataset's overrides (the package's defaults are filled in by
-    scmix.split.split_params, in the job)."""
-    return {**config["split"], **config["datasets"][dataset].get("split", {})}
+    """Every split setting of a dataset: the package's defaults, the split section, the dataset's block."""
+    return settings.resolve_split(
+        config["split"], config["datasets"][dataset].get("split")
+    )
 
 
 def split_params(wildcards):
     return dataset_split_settings(wildcards.dataset)
 
 
+def stratify_named(wildcards):
+    """Whether the config itself names the split's stratify label (then the dataset must have it)."""
+    return "stratify" in {
+        **config["split"],
+        **config["datasets"][wildcards.dataset].get("split", {}),
+    }
+
+
 def qc_params(wildcards):
-    spec = config["datasets"][wildcards.dataset]
-    return {**config["qc"], **spec.get("qc", {})}
+    """Every QC setting of a dataset: the package's defaults, the qc section, the dataset's block."""
+    return settings.resolve_qc(
+        config["qc"], config["datasets"][wildcards.dataset].get("qc")
+    )
 
 
 def per_job(pattern, models=None, seeds=None, eval_sets=None):

@@ -30,7 +30,10 @@ rule mix:
         universe=GENE_UNIVERSE_DATASETS,
         eval_sets=EVAL_SETS,
         genes=config["genes"],
-        # the split settings of each dataset of the mix (split.drop_cross_source_duplicates)
-        split=lambda wc: {d: dataset_split_settings(d) for d in mix_datasets(wc)},
+        # split.drop_cross_source_duplicates of each dataset of the mix
+        drop_duplicates=lambda wc: {
+            d: dataset_split_settings(d)["drop_cross_source_duplicates"]
+            for d in mix_datasets(wc)
+        },
     script:
         "../scripts/mix.py"

@@ -16,5 +16,6 @@ rule split:
         "../envs/data.yaml"
     params:
         split=split_params,
+        stratify_required=stratify_named,
     script:
         "../scripts/split.py"

@@ -18,6 +18,11 @@ LINEAR_ARCHITECTURES = ("ldvae", "scvi_linear")
 LIKELIHOODS = ("nb", "zinb", "poisson", "gaussian")
 COUNT_LIKELIHOODS = ("nb", "zinb", "poisson")
 TRANSFORMS = ("log1p_cp10k", "size_factor", "pearson_residuals")
+DISPERSIONS = ("gene", "gene-batch")
+LIBRARIES = ("observed", "latent")
+NORMS = ("batch", "layer", "none")
+INJECTS = ("encoder", "decoder", "both")
+KL_SCHEDULES = ("linear", "cyclical", "constant")
 
 DEFAULTS = {
     # architecture
@@ -156,10 +161,11 @@ def expand(models: Mapping, sweeps: Mapping | None) -> dict[str, dict]:
     (networks x likelihoods, and x transforms for the Gaussian likelihood), all resolved."""
     out = {name: resolve(name, spec) for name, spec in models.items()}
     for sweep, grid in (sweeps or {}).items():
-        settings = {"architecture": grid.get("architecture", "vae"), **grid.get("settings", {})}
+        # the schema fills in the grid's defaults (architecture, transforms)
+        settings = {"architecture": grid["architecture"], **grid.get("settings", {})}
         for network in grid["networks"]:
             for lik in grid["likelihoods"]:
-                transforms = (grid.get("transforms") or ["log1p_cp10k"]) if lik == "gaussian" else [None]
+                transforms = grid["transforms"] if lik == "gaussian" else [None]
                 for transform in transforms:
                     name = sweep_name(sweep, network, lik, transform)
                     if name in out:

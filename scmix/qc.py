@@ -30,38 +30,15 @@ import scipy.sparse as sp
 
 from scmix.errors import ScmixInputError
 from scmix.io import counts_matrix
+from scmix.settings import QC_DEFAULTS, QC_MODES, require
 
 log = logging.getLogger("scmix.qc")
-QC_MODES = ("single_cell", "bulk")
-
-QC_DEFAULTS = {
-    "mode": "single_cell",
-    # both modes: features removed before anything is counted (regular expressions on symbol or ID)
-    "drop_features": ["^ERCC-"],
-    # single_cell
-    "min_genes": 200,
-    "min_counts": 0,
-    "max_counts": None,
-    "max_pct_mito": 20.0,
-    "min_cells": 3,
-    "mito_prefix": "MT-",
-    # bulk
-    "min_count": 10,
-    "min_samples": 1,
-    "min_library_size": None,
-}
-
 SINGLE_CELL_KEYS = ("drop_features", "min_genes", "min_counts", "max_counts", "max_pct_mito", "min_cells",
                     "mito_prefix")  # fmt: skip
 BULK_KEYS = ("drop_features", "min_count", "min_samples", "min_library_size", "mito_prefix")
 
 # rows of the sparse/dense matrix handled at once when counting (bounds the temporary memory)
 _CHUNK = 100_000
-
-
-def qc_params(global_qc: Mapping, override: Mapping | None = None) -> dict:
-    """Global thresholds with a dataset's overrides on top."""
-    return {**QC_DEFAULTS, **(global_qc or {}), **(override or {})}
 
 
 def feature_names(adata: ad.AnnData) -> pd.Series:
@@ -266,10 +243,10 @@ def run_qc(adata: ad.AnnData, params: Mapping, *, dataset: str | None = None) ->
     """Filter cells (samples) then genes; return the filtered copy and a table of what each step removed.
 
     ``adata`` gets the QC metrics in ``obs``/``var`` in place (so a caller can plot before vs after);
-    missing keys in ``params`` take ``QC_DEFAULTS``. QC that leaves no cell or no gene fails, naming
-    ``dataset`` and the step that removed the last ones.
+    ``params`` are resolved settings (``scmix.settings.resolve_qc``). QC that leaves no cell or no gene fails,
+    naming ``dataset`` and the step that removed the last ones.
     """
-    params = {**QC_DEFAULTS, **(params or {})}
+    require(params, QC_DEFAULTS, "qc")
     mode = params["mode"]
     if mode not in QC_MODES:
         raise ScmixInputError(f"qc.mode must be one of {', '.join(QC_MODES)}, not {mode!r}", dataset=dataset)
@@ -343,8 +320,9 @@ def cell_metrics(before: ad.AnnData, after: ad.AnnData) -> pd.DataFrame:
 
 
 def plot_thresholds(params: Mapping) -> dict:
-    """What the QC figure (``scmix.plots.qc_scatter``) shows for these params: unit, x column, threshold lines."""
-    params = {**QC_DEFAULTS, **(params or {})}
+    """What the QC figure (``scmix.plots.qc_scatter``) shows for these resolved settings: unit, x column,
+    threshold lines."""
+    require(params, QC_DEFAULTS, "qc")
     if params["mode"] == "bulk":
         lines = []
         if params.get("min_library_size") is not None:

@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from scmix.errors import ScmixInputError
+from scmix.settings import SPLIT_DEFAULTS, SPLIT_METHODS
 
 log = logging.getLogger("scmix.split")
 
@@ -28,27 +29,10 @@ def _who(dataset: str | None) -> str:
     return f"dataset '{dataset}'" if dataset else "the dataset"
 
 
-SPLIT_DEFAULTS = {
-    "method": "random",
-    "eval_fraction": 0.2,
-    "seed": 0,
-    "stratify": "cell_type",
-    "group_key": None,
-    "holdout_cell_types": [],
-    "cell_type_key": "cell_type",
-    # the mix rule drops a dataset's training cells that are held-out cells of another source (else it fails)
-    "drop_cross_source_duplicates": False,
-}
-
-
-def split_params(global_split, override=None) -> dict:
-    """Defaults, then the global split settings, then a dataset's overrides."""
-    return {**SPLIT_DEFAULTS, **(global_split or {}), **(override or {})}
-
-
-def split_indices(adata: ad.AnnData, eval_fraction: float, seed: int, stratify: str | None = "cell_type", *,
-                  method: str = "random", group_key: str | None = None,
-                  holdout_cell_types: Sequence[str] = (), cell_type_key: str = "cell_type",
+def split_indices(adata: ad.AnnData, eval_fraction: float, seed: int,
+                  stratify: str | None = SPLIT_DEFAULTS["stratify"], *,
+                  method: str = SPLIT_DEFAULTS["method"], group_key: str | None = None,
+                  holdout_cell_types: Sequence[str] = (), cell_type_key: str = SPLIT_DEFAULTS["cell_type_key"],
                   dataset: str | None = None,
                   stratify_required: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Sorted (train, eval) row indices of ``adata``; the strategy used, and why, is logged.
@@ -86,7 +70,7 @@ def split_indices(adata: ad.AnnData, eval_fraction: float, seed: int, stratify: 
         labels = stratify_labels(adata, rest, stratify, stratify_required, dataset)
         train_idx, eval_idx = train_test_split(rest, test_size=eval_fraction, random_state=seed, stratify=labels)
     else:
-        raise ValueError(f"unknown split method '{method}' (random, group)")
+        raise ValueError(f"unknown split method '{method}' ({', '.join(SPLIT_METHODS)})")
     eval_idx = np.concatenate([eval_idx, np.flatnonzero(forced)])
     return np.sort(train_idx), np.sort(eval_idx)
 
@@ -118,7 +102,7 @@ def stratify_labels(adata: ad.AnnData, rows: np.ndarray, stratify: str | None, r
     return labels
 
 
-def split_heldout(adata: ad.AnnData, eval_fraction: float, seed: int, stratify: str | None = "cell_type",
+def split_heldout(adata: ad.AnnData, eval_fraction: float, seed: int, stratify: str | None = SPLIT_DEFAULTS["stratify"],
                   **kwargs) -> tuple[ad.AnnData, ad.AnnData]:  # fmt: skip
     """Return (train, eval) copies of ``adata``; see ``split_indices`` for the options."""
     train_idx, eval_idx = split_indices(adata, eval_fraction, seed, stratify, **kwargs)

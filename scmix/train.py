@@ -17,24 +17,28 @@ import pandas as pd
 import torch
 
 from scmix.models.counts import CellData
+from scmix.modelspec import DEFAULTS, KL_SCHEDULES
 
 log = logging.getLogger("scmix.train")
 
 
+_D = DEFAULTS  # the model spec's defaults (scmix.modelspec): the trainer's are the same values, written once
+
+
 @dataclass
 class TrainConfig:
-    epochs: int = 50
-    batch_size: int = 128
-    lr: float = 5e-3
-    weight_decay: float = 0.0
-    kl_schedule: str = "linear"  # linear | cyclical | constant
-    kl_warmup_epochs: int = 10
-    kl_cycle_epochs: int = 10
-    kl_cycle_ramp: float = 0.5
-    val_fraction: float = 0.1
-    patience: int = 15
+    epochs: int = _D["epochs"]
+    batch_size: int = _D["batch_size"]
+    lr: float = _D["lr"]
+    weight_decay: float = _D["weight_decay"]
+    kl_schedule: str = _D["kl_schedule"]  # one of scmix.modelspec.KL_SCHEDULES
+    kl_warmup_epochs: int = _D["kl_warmup_epochs"]
+    kl_cycle_epochs: int = _D["kl_cycle_epochs"]
+    kl_cycle_ramp: float = _D["kl_cycle_ramp"]
+    val_fraction: float = _D["val_fraction"]
+    patience: int = _D["patience"]
     seed: int = 0
-    device: str = "auto"
+    device: str = _D["device"]
 
     @classmethod
     def from_mapping(cls, cfg: Mapping, **overrides) -> TrainConfig:
@@ -67,6 +71,8 @@ class TrainingDiverged(RuntimeError):
 
 def kl_weight(epoch: int, cfg: TrainConfig) -> float:
     """The KL weight of an epoch (1-based): linear warm-up, cyclical (Fu et al. 2019) or constant 1."""
+    if cfg.kl_schedule not in KL_SCHEDULES:
+        raise ValueError(f"kl_schedule '{cfg.kl_schedule}' is not one of {list(KL_SCHEDULES)}")
     if cfg.kl_schedule == "cyclical":
         period = max(int(cfg.kl_cycle_epochs), 1)
         phase = ((epoch - 1) % period) / period

@@ -19,7 +19,6 @@ from scmix.mix import (
     qualified_ids,
     warn_same_cells_within,
 )
-from scmix.split import split_params
 
 
 def main(smk):
@@ -38,8 +37,7 @@ def main(smk):
         logging.info("gene universe: %d genes (%s) shared by all %d datasets", len(gene_list), match_on, len(every))
     held = {d: read_h5ad(p, dataset=d, backed=True) for d, p in zip(smk.params.eval_sets, smk.input.eval, strict=True)}
     found = cross_source_duplicates(parts, held, g["match_on"])
-    drop = {d: split_params(smk.params.split[d])["drop_cross_source_duplicates"] for d in parts}
-    rows, found = drop_cross_source_duplicates(parts, found, drop)
+    rows, found = drop_cross_source_duplicates(parts, found, smk.params.drop_duplicates)
     adata = make_mix(mix, smk.params.recipe, parts, seed, match_on=match_on, gene_list=gene_list,
                      n_top_genes=g.get("n_top_genes"), hvg_flavor=g["hvg_flavor"],
                      hvg_batch_key=g.get("hvg_batch_key"), min_shared=min_shared, rows=rows)  # fmt: skip

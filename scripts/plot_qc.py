@@ -5,7 +5,7 @@ import logging
 import pandas as pd
 
 from scmix import plots, rulecall
-from scmix.qc import plot_thresholds, qc_params
+from scmix.qc import plot_thresholds
 
 
 def main(smk):
@@ -13,7 +13,7 @@ def main(smk):
     before = pd.read_csv(smk.input.metrics, sep="\t", index_col=0)
     report = pd.read_csv(smk.input.report, sep="\t")
     genes = (int(report["genes_left"].iloc[0]), int(report["genes_left"].iloc[-1]))
-    thresholds = plot_thresholds(qc_params(smk.params.qc))
+    thresholds = plot_thresholds(smk.params.qc)
     drawn = plots.qc_scatter(before, before[before["kept"]], smk.output.png, dataset=name, genes=genes, **thresholds)
     logging.info("%s: QC plot %s (%d points before, %d after)", name, smk.output.png, drawn["before"], drawn["after"])
 

@@ -5,7 +5,7 @@ import logging
 
 from scmix import rulecall
 from scmix.io import check_integer_counts, counts_matrix, read_h5ad, write_h5ad, write_table
-from scmix.qc import cell_metrics, qc_params, run_qc
+from scmix.qc import cell_metrics, run_qc
 from scmix.study import check_obs_columns, required_obs_columns
 
 
@@ -17,8 +17,7 @@ def main(smk):
     check_obs_columns(name, adata.obs.columns, required_obs_columns(smk.config)[name])
     if adata.uns.get("count_data", True):  # GEO SOFT values are not counts; count models refuse them later
         check_integer_counts(counts_matrix(adata), dataset=name, path=smk.input.h5ad)
-    params = qc_params(smk.params.qc)  # QC_DEFAULTS under the config's keys
-    filtered, report = run_qc(adata, params, dataset=name)  # adds the QC metrics to adata.obs
+    filtered, report = run_qc(adata, smk.params.qc, dataset=name)  # adds the QC metrics to adata.obs
     report.insert(0, "dataset", name)
     for row in report.itertuples():
         logging.info("%s: %s removed %d cells, %d genes", name, row.step, row.cells_removed, row.genes_removed)

@@ -4,19 +4,18 @@ import logging
 
 from scmix import rulecall
 from scmix.io import read_h5ad, write_h5ad
-from scmix.split import split_heldout, split_params
+from scmix.split import split_heldout
 
 
 def main(smk):
     name = smk.wildcards.dataset
     adata = read_h5ad(smk.input.h5ad, dataset=name)
-    p = split_params(smk.params.split)
-    # a stratify label the config itself names must exist; the package default only where it does
-    explicit = "stratify" in smk.params.split
+    p = smk.params.split
     train, held = split_heldout(
-        adata, p["eval_fraction"], p["seed"], p.get("stratify"), method=p["method"], group_key=p.get("group_key"),
-        holdout_cell_types=p.get("holdout_cell_types") or (), cell_type_key=p["cell_type_key"], dataset=name,
-        stratify_required=explicit,
+        adata, p["eval_fraction"], p["seed"], p["stratify"], method=p["method"], group_key=p["group_key"],
+        holdout_cell_types=p["holdout_cell_types"], cell_type_key=p["cell_type_key"], dataset=name,
+        # a stratify label the config itself names must exist; the package default only where it does
+        stratify_required=smk.params.stratify_required,
     )  # fmt: skip
     logging.info("%s: %d training cells, %d held-out cells (%s split)", name, train.n_obs, held.n_obs, p["method"])
     write_h5ad(train, smk.output.train)

@@ -148,6 +148,108 @@ def test_the_schemas_architectures_and_scvi_keys_are_the_packages():
         modelspec.resolve("s", {"architecture": "scvi", "dispersion": "gene-batch"})
 
 
+def _schema_defaults(node, path=""):
+    """Every default the schema states, by dotted key ('*' for any name), nested sections excluded."""
+    out = {}
+    if isinstance(node, dict):
+        for key, entry in (node.get("properties") or {}).items():
+            if isinstance(entry, dict) and "default" in entry and not isinstance(entry["default"], dict):
+                out[f"{path}{key}"] = entry["default"]
+            out.update(_schema_defaults(entry, f"{path}{key}."))
+        for key in ("additionalProperties", "items", "then", "else"):
+            out.update(_schema_defaults(node.get(key), f"{path}*."))
+        for key in ("oneOf", "anyOf", "allOf"):
+            for sub in node.get(key) or []:
+                out.update(_schema_defaults(sub, path))
+    return out
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+# parameter names that mean something else in the package than the schema key of that name
+NOT_SETTINGS = {"seed", "device", "genes", "keys", "method"}
+
+
+def test_every_default_has_one_home():
+    """qc, split and model settings: defaults in the package (scmix.settings, scmix.modelspec) and none in the
+    schema; the trainer's are the model spec's; every other default is the schema's, and a package function
+    that offers a default for a setting of that name offers the schema's value."""
+    import importlib
+    import inspect
+    import pkgutil
+    from dataclasses import fields
+
+    import scmix
+    from scmix import modelspec, settings
+    from scmix.train import TrainConfig
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    definitions = schema["definitions"]
+    for definition, defaults in [("qc", settings.QC_DEFAULTS), ("split", settings.SPLIT_DEFAULTS),
+                                 ("model_settings", modelspec.DEFAULTS),
+                                 ("scvi_settings", modelspec.SCVI_DEFAULTS)]:  # fmt: skip
+        props = definitions[definition]["properties"]
+        assert set(props) - {"architecture"} == set(defaults), definition
+        for key, entry in props.items():
+            assert "default" not in entry, f"{definition}.{key}: its default is the package's"
+            assert "default" not in entry.get("description", ""), f"{definition}.{key} states a default"
+    for f in fields(TrainConfig):
+        if f.name in modelspec.DEFAULTS:
+            assert f.default == modelspec.DEFAULTS[f.name], f.name
+    assert settings.resolve_qc({}) == settings.QC_DEFAULTS and settings.resolve_split(None) == settings.SPLIT_DEFAULTS
+
+    stated = {}
+    for key, value in _schema_defaults(schema).items():
+        stated.setdefault(key.rsplit(".", 1)[-1], {})[key] = value
+    stated.update({k: {f"split.{k}": v} for k, v in settings.SPLIT_DEFAULTS.items()})
+    checked = 0
+    for info in pkgutil.walk_packages(scmix.__path__, "scmix."):
+        if info.name == "scmix.scvi_models":
+            continue  # scvi-tools' own defaults
+        module = importlib.import_module(info.name)
+        functions = [f for _, f in inspect.getmembers(module, inspect.isfunction) if f.__module__ == info.name]
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == info.name:
+                functions += [f for _, f in inspect.getmembers(cls, inspect.isfunction)]
+        for function in functions:
+            for param in inspect.signature(function).parameters.values():
+                if param.name in NOT_SETTINGS or param.name not in stated or param.default in (inspect._empty, None):
+                    continue
+                assert _plain(param.default) in [_plain(v) for v in stated[param.name].values()], (
+                    f"{info.name}.{function.__qualname__}({param.name}={param.default!r}) but the schema says "
+                    f"{stated[param.name]}"
+                )
+                checked += 1
+    assert checked >= 10  # the scan reaches the package's functions
+
+
+def test_every_allowed_value_is_the_packages():
+    from scmix import modelspec, settings
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    model = schema["definitions"]["model_settings"]["properties"]
+    sweep = schema["properties"]["sweeps"]["additionalProperties"]["properties"]
+    pairs = {
+        "architecture": (model["architecture"]["enum"], modelspec.ARCHITECTURES),
+        "likelihood": (model["likelihood"]["enum"], modelspec.LIKELIHOODS),
+        "transform": (model["transform"]["enum"], modelspec.TRANSFORMS),
+        "dispersion": (model["dispersion"]["enum"], modelspec.DISPERSIONS),
+        "library": (model["library"]["enum"], modelspec.LIBRARIES),
+        "norm": (model["norm"]["enum"], modelspec.NORMS),
+        "inject": (model["inject"]["enum"], modelspec.INJECTS),
+        "kl_schedule": (model["kl_schedule"]["enum"], modelspec.KL_SCHEDULES),
+        "sweeps.architecture": (sweep["architecture"]["enum"], modelspec.ARCHITECTURES),
+        "sweeps.likelihoods": (sweep["likelihoods"]["items"]["enum"], modelspec.LIKELIHOODS),
+        "sweeps.transforms": (sweep["transforms"]["items"]["enum"], modelspec.TRANSFORMS),
+        "qc.mode": (schema["definitions"]["qc"]["properties"]["mode"]["enum"], settings.QC_MODES),
+        "split.method": (schema["definitions"]["split"]["properties"]["method"]["enum"], settings.SPLIT_METHODS),
+    }
+    for key, (allowed, package) in pairs.items():
+        assert tuple(allowed) == tuple(package), key
+
+
 def test_an_scvi_model_without_scvi_tools_fails_at_start_up_with_the_install_command(config, monkeypatch):
     import importlib.util
 

@@ -13,11 +13,12 @@ import scipy.sparse as sp
 from scmix.errors import ScmixInputError
 from scmix.io import as_csr_counts
 from scmix.plots import qc_scatter
-from scmix.qc import QC_DEFAULTS, library_sizes, plot_thresholds, qc_params, run_qc, samples_with_min_count
+from scmix.qc import QC_DEFAULTS, library_sizes, plot_thresholds, run_qc, samples_with_min_count
+from scmix.settings import resolve_qc
 
 
 def test_qc_removes_low_quality_cells_and_reports_each_step(blood):
-    params = qc_params({"min_genes": 100, "min_counts": 300, "max_pct_mito": 20, "min_cells": 3})
+    params = resolve_qc({"min_genes": 100, "min_counts": 300, "max_pct_mito": 20, "min_cells": 3})
     out, report = run_qc(blood.copy(), params)
     assert list(report["step"]) == ["input", "drop_features", "min_genes", "min_counts", "max_pct_mito", "min_cells"]
     # the steps add up: cells left = input - removed, and match the output
@@ -34,17 +35,23 @@ def test_qc_removes_low_quality_cells_and_reports_each_step(blood):
     assert out.X.dtype == np.int32
 
 
-def test_dataset_override_wins():
-    assert qc_params({"min_genes": 200}, {"min_genes": 50})["min_genes"] == 50
+def test_dataset_override_wins_and_unresolved_settings_are_refused(blood):
+    assert resolve_qc({"min_genes": 200}, {"min_genes": 50})["min_genes"] == 50
+    assert resolve_qc({"min_genes": 200})["min_cells"] == QC_DEFAULTS["min_cells"]
+    # the package merges no defaults: a caller that skipped resolve_qc is told so
+    with pytest.raises(ValueError, match="qc settings are not resolved .*min_counts"):
+        run_qc(blood.copy(), {"min_genes": 100})
+    with pytest.raises(ValueError, match="not resolved"):
+        plot_thresholds({"mode": "bulk"})
 
 
 def test_seurat_tutorial_qc_keeps_all_pbmc3k_cells(pbmc3k):
     # The shared PBMC 3k holds the 2,638 cells that passed the Seurat tutorial QC (200 genes, <5 % mito).
-    out, report = run_qc(pbmc3k.copy(), qc_params({"min_genes": 200, "max_pct_mito": 5, "min_cells": 3}))
+    out, report = run_qc(pbmc3k.copy(), resolve_qc({"min_genes": 200, "max_pct_mito": 5, "min_cells": 3}))
     assert out.n_obs == 2638
     assert report.loc[report["step"] == "max_pct_mito", "cells_removed"].item() == 0
     # stricter datamix-style filter removes cells (> 1,000 counts)
-    strict, _ = run_qc(pbmc3k.copy(), qc_params({"min_genes": 200, "min_counts": 1001, "max_pct_mito": 10}))
+    strict, _ = run_qc(pbmc3k.copy(), resolve_qc({"min_genes": 200, "min_counts": 1001, "max_pct_mito": 10}))
     assert 0 < strict.n_obs < 2638
 
 
@@ -74,7 +81,7 @@ def assert_table_adds_up(report, before, after):
 
 def test_qc_plot_shows_before_and_after_with_fewer_points_after(blood, tmp_path):
     adata = blood.copy()
-    params = qc_params({"min_genes": 100, "min_counts": 300, "max_counts": 20000, "max_pct_mito": 20})
+    params = resolve_qc({"min_genes": 100, "min_counts": 300, "max_counts": 20000, "max_pct_mito": 20})
     out, _ = run_qc(adata, params)
     spec = plot_thresholds(params)
     assert [t[0] for t in spec["thresholds"]] == ["y", "x", "x", "colour"]
@@ -117,15 +124,16 @@ def test_qc_rule_scripts_keep_raw_counts_and_draw_the_plot(blood, tmp_path):
     raw.write_h5ad(tmp_path / "raw.h5ad")
     outputs = {"h5ad": "results/qc/blood.h5ad", "report": "results/qc/blood.qc.tsv",
                "metrics": "results/qc/blood.metrics.tsv"}  # fmt: skip
-    common = {"wildcards": {"dataset": "blood"}, "log": [], "params": {"qc": {"min_genes": 100, "min_counts": 300}},
-              "config": NO_MODELS}  # fmt: skip
+    # the rule's params are resolved settings (rules/common.smk), the defaults under the config's keys
+    qc = resolve_qc({"min_genes": 100, "min_counts": 300})
+    common = {"wildcards": {"dataset": "blood"}, "log": [], "params": {"qc": qc}, "config": NO_MODELS}
     res = run_rule_script("qc.py", tmp_path, input={"h5ad": "raw.h5ad"}, output=outputs, rule="qc", **common)
     assert res.returncode == 0, res.stderr[-3000:]
     out = ad.read_h5ad(tmp_path / outputs["h5ad"])
     report = pd.read_csv(tmp_path / outputs["report"], sep="\t")
     assert list(report["step"]) == ["input", "drop_features", "min_genes", "min_counts", "max_pct_mito", "min_cells"]
     assert_table_adds_up(report.drop(columns="dataset"), raw, out)
-    assert out.uns["qc"]["max_pct_mito"] == QC_DEFAULTS["max_pct_mito"]  # missing keys take the defaults
+    assert out.uns["qc"]["max_pct_mito"] == QC_DEFAULTS["max_pct_mito"]  # missing keys took the defaults
     # X holds the same raw integer counts; the metrics sit in obs/var
     expected = raw[out.obs_names, out.var_names].X
     assert out.X.dtype == raw.X.dtype and (out.X != expected).nnz == 0
@@ -168,14 +176,16 @@ def test_bulk_mode_without_real_data_ignores_cell_filters():
     counts = sp.csr_matrix(rng.poisson(8, (6, 300)) * (rng.random((6, 300)) < 0.3))
     adata = ad.AnnData(counts.astype(np.int32))
     adata.var_names = [f"MT-{i}" if i < 30 else f"g{i}" for i in range(300)]  # 10 % "mito": a cell filter at 5 % ...
-    out, report = run_qc(adata, qc_params({"max_pct_mito": 5, "min_genes": 10_000}, {"mode": "bulk", "min_samples": 2}))
+    out, report = run_qc(
+        adata, resolve_qc({"max_pct_mito": 5, "min_genes": 10_000}, {"mode": "bulk", "min_samples": 2})
+    )
     assert out.n_obs == 6  # ... which bulk mode does not apply
     assert list(report["step"]) == ["input", "drop_features", "min_samples"]
     assert out.var_names.equals(adata.var_names[(counts.toarray() >= 10).sum(0) >= 2])
     with pytest.raises(ValueError, match="min_samples=7 is more than the 6 samples"):
-        run_qc(adata.copy(), qc_params({"mode": "bulk", "min_samples": 7}))
+        run_qc(adata.copy(), resolve_qc({"mode": "bulk", "min_samples": 7}))
     with pytest.raises(ValueError, match="qc.mode"):
-        run_qc(adata.copy(), qc_params({"mode": "bulkk"}))
+        run_qc(adata.copy(), resolve_qc({"mode": "bulkk"}))
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +197,7 @@ def test_bulk_qc_on_real_airway(airway, tmp_path):
     X = np.asarray(airway.X, dtype=np.float64)  # 8 samples x 64,102 genes, float32 holding integers
     assert airway.shape == (8, 64102) and (X == np.round(X)).all()
     column_sums = X.T.sum(axis=0)  # genes x samples, as bulk tables are written: per-sample column sums
-    params = qc_params({"min_genes": 200, "max_pct_mito": 10, "min_counts": 1001}, {"mode": "bulk"})
+    params = resolve_qc({"min_genes": 200, "max_pct_mito": 10, "min_counts": 1001}, {"mode": "bulk"})
     before = airway.copy()
     out, report = run_qc(before, params)
     # library sizes are recorded before filtering, exactly (scanpy's float32 total_counts is off by a few)
@@ -205,19 +215,19 @@ def test_bulk_qc_on_real_airway(airway, tmp_path):
     # the smallest group (dex: 4 treated, 4 untreated), on the parsed layout (CSR int32) as the workflow has it
     csr = airway.copy()
     csr.X = as_csr_counts(csr.X)
-    out4, report4 = run_qc(csr, qc_params({"mode": "bulk", "min_count": 10, "min_samples": 4}))
+    out4, report4 = run_qc(csr, resolve_qc({"mode": "bulk", "min_count": 10, "min_samples": 4}))
     keep4 = (X >= 10).sum(axis=0) >= 4
     assert out4.var_names.equals(airway.var_names[keep4]) and out4.n_vars == int(keep4.sum()) == 16139
     assert report4["genes_removed"].iloc[-1] == 64102 - 16139
     # a library-size floor removes samples first; the gene rule then counts only the samples left
-    out_lib, report_lib = run_qc(airway.copy(), qc_params({"mode": "bulk", "min_library_size": 19_000_000}))
+    out_lib, report_lib = run_qc(airway.copy(), resolve_qc({"mode": "bulk", "min_library_size": 19_000_000}))
     small = column_sums < 19_000_000
     assert report_lib.loc[report_lib["step"] == "min_library_size", "cells_removed"].item() == small.sum() == 2
     assert out_lib.obs_names.equals(airway.obs_names[~small])
     assert out_lib.var_names.equals(airway.var_names[(X[~small] >= 10).sum(axis=0) >= 1])
     assert_table_adds_up(report_lib, airway, out_lib)
     drawn = qc_scatter(before.obs, out_lib.obs, tmp_path / "airway.png", dataset="airway", **plot_thresholds(
-        qc_params({"mode": "bulk", "min_library_size": 19_000_000})))  # fmt: skip
+        resolve_qc({"mode": "bulk", "min_library_size": 19_000_000})))  # fmt: skip
     assert drawn == {"before": 8, "after": 6}
     assert_png_drawn(tmp_path / "airway.png")
 
@@ -232,7 +242,7 @@ def test_datamix_filter_on_real_pbmc3k(pbmc3k, seurat_metrics):
     # datamix: mitochondrial fraction < 0.1 and total counts > 1,000; no gene-count or gene filter
     m = seurat_metrics.loc[pbmc3k.obs_names]
     assert not np.isclose(m["percent.mt"], 10).any()  # nobody on the boundary, where <= 10 and < 10 differ
-    out, report = run_qc(pbmc3k.copy(), qc_params({"min_genes": 0, "min_cells": 0, "min_counts": 1001,
+    out, report = run_qc(pbmc3k.copy(), resolve_qc({"min_genes": 0, "min_cells": 0, "min_counts": 1001,
                                                    "max_pct_mito": 10}))  # fmt: skip
     removed = report.set_index("step")["cells_removed"]
     low_counts = m["nCount_RNA"] <= 1000
@@ -247,7 +257,7 @@ def test_genailab_filter_on_real_pbmc3k(pbmc3k, seurat_metrics):
     # genailab: min 200 genes per cell, genes in >= 3 cells, mitochondrial fraction < 20 %
     m = seurat_metrics.loc[pbmc3k.obs_names]
     assert not np.isclose(m["percent.mt"], 20).any()
-    out, report = run_qc(pbmc3k.copy(), qc_params({"min_genes": 200, "min_cells": 3, "max_pct_mito": 20}))
+    out, report = run_qc(pbmc3k.copy(), resolve_qc({"min_genes": 200, "min_cells": 3, "max_pct_mito": 20}))
     removed = report.set_index("step")
     few_genes = m["nFeature_RNA"] < 200
     assert removed.loc["min_genes", "cells_removed"] == few_genes.sum() == 0
@@ -302,7 +312,7 @@ def test_spike_ins_are_removed_before_library_sizes_and_reported(pbmc3k, shared_
     assert len(ids) == 92 and ids[0].startswith("ERCC-")
     adata, gene_totals = with_spike_ins(pbmc3k, ids)
     with caplog.at_level("INFO", logger="scmix.qc"):
-        out, report = run_qc(adata, qc_params({"min_genes": 0, "min_counts": 0, "max_pct_mito": None,
+        out, report = run_qc(adata, resolve_qc({"min_genes": 0, "min_counts": 0, "max_pct_mito": None,
                                                "min_cells": 0}), dataset="spiked")  # fmt: skip
     # library sizes are the genes' counts alone
     np.testing.assert_array_equal(adata.obs["total_counts"].to_numpy(), gene_totals)
@@ -314,11 +324,11 @@ def test_spike_ins_are_removed_before_library_sizes_and_reported(pbmc3k, shared_
     assert "qc.drop_features ['^ERCC-'] removed 92 features (e.g. ERCC-00002" in caplog.text
     # the threshold applies to the genes' counts: spike-ins no longer carry a cell over min_counts
     low = gene_totals < 1500
-    kept, _ = run_qc(with_spike_ins(pbmc3k, ids)[0], qc_params({"min_genes": 0, "min_counts": 1500,
+    kept, _ = run_qc(with_spike_ins(pbmc3k, ids)[0], resolve_qc({"min_genes": 0, "min_counts": 1500,
                                                                 "max_pct_mito": None, "min_cells": 0}))  # fmt: skip
     assert kept.n_obs == int((~low).sum())
     # drop_features: [] keeps them as genes (and in library size)
-    no_drop = qc_params({"drop_features": [], "min_genes": 0, "max_pct_mito": None, "min_cells": 0})
+    no_drop = resolve_qc({"drop_features": [], "min_genes": 0, "max_pct_mito": None, "min_cells": 0})
     asis, report = run_qc(with_spike_ins(pbmc3k, ids)[0], no_drop)
     assert asis.var_names.str.startswith("ERCC-").sum() == 92 and "drop_features" not in set(report["step"])
 
@@ -342,7 +352,7 @@ def test_real_human_ercc_genes_are_not_spike_ins(shared_data):
 
 def test_a_mito_prefix_matching_no_gene_warns_with_the_names_and_a_hint(pbmc3k, caplog):
     with caplog.at_level("WARNING", logger="scmix.qc"):
-        run_qc(pbmc3k.copy(), qc_params({"mito_prefix": "mt-"}), dataset="pbmc3k")
+        run_qc(pbmc3k.copy(), resolve_qc({"mito_prefix": "mt-"}), dataset="pbmc3k")
     assert "dataset 'pbmc3k': qc.mito_prefix 'mt-' matches no gene (genes: AL627309.1, AP006222.2" in caplog.text
     assert "set qc.mito_prefix: 'MT-'" in caplog.text
 
@@ -350,7 +360,7 @@ def test_a_mito_prefix_matching_no_gene_warns_with_the_names_and_a_hint(pbmc3k, 
 def test_a_gene_list_naming_a_gene_qc_removed_says_so(pbmc3k):
     from scmix.genes import shared_keys
 
-    out, _ = run_qc(pbmc3k.copy(), qc_params({"min_cells": 50}), dataset="pbmc3k")
+    out, _ = run_qc(pbmc3k.copy(), resolve_qc({"min_cells": 50}), dataset="pbmc3k")
     removed = out.uns["qc_removed_genes"]
     gone = removed.loc[removed["step"] == "min_cells", "gene"].iloc[0]
     assert gone in pbmc3k.var_names and gone not in out.var_names

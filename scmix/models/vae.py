@@ -32,8 +32,7 @@ from scmix.models.likelihoods import (
     poisson_cell_log_lik,
     zinb_cell_log_lik,
 )
-
-NORMS = ("batch", "layer", "none")
+from scmix.modelspec import DISPERSIONS, INJECTS, LIBRARIES, NORMS
 
 
 def mlp(sizes: list[int], dropout: float, norm: str) -> nn.Sequential:
@@ -135,11 +134,11 @@ class VAE(nn.Module):
     def _check(likelihood, dispersion, dispersion_key, library, norm, decoder, inject, prior, covariates, conditions):
         choices = {
             "likelihood": (likelihood, LIKELIHOODS),
-            "dispersion": (dispersion, ("gene", "gene-batch")),
-            "library": (library, ("observed", "latent")),
+            "dispersion": (dispersion, DISPERSIONS),
+            "library": (library, LIBRARIES),
             "norm": (norm, NORMS),
             "decoder": (decoder, ("mlp", "linear")),
-            "inject": (inject, ("encoder", "decoder", "both")),
+            "inject": (inject, INJECTS),
             "prior": (prior, ("normal", "gmm")),
         }
         for key, (value, allowed) in choices.items():
