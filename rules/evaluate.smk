@@ -1,31 +1,35 @@
-# Stage 6: each trained model on the held-out cells: reconstruction, likelihood, per-gene fit (per eval set),
-# synthetic-data utility (conditional models, per eval set) and the latent space (all eval sets together).
+# Stage 6: each trained model on the held-out cells: reconstruction, likelihood, per-gene fit (one job per model,
+# mix and seed over every eval set, with a set of tables per eval set), synthetic-data utility (conditional
+# models, per eval set) and the latent space (all eval sets together).
 
 
 EVAL_PREFIX = "results/eval/{model}/{mix}/seed{seed}/{eval_set}"
+EVAL_TABLES = ["cells", "summary", "likelihood", "genes", "gene_summary"]
 
 
 rule evaluate:
     input:
         model="results/models/{model}/{mix}/seed{seed}/model.pt",
-        eval="results/split/{eval_set}/eval.h5ad",
+        eval=expand("results/split/{eval_set}/eval.h5ad", eval_set=EVAL_SETS),
         code=script_code("evaluate.py"),
     output:
-        cells=f"{EVAL_PREFIX}.cells.tsv",
-        summary=f"{EVAL_PREFIX}.summary.tsv",
-        likelihood=f"{EVAL_PREFIX}.likelihood.tsv",
-        genes=f"{EVAL_PREFIX}.genes.tsv",
-        gene_summary=f"{EVAL_PREFIX}.gene_summary.tsv",
+        **{
+            table: expand(
+                f"{EVAL_PREFIX}.{table}.tsv", eval_set=EVAL_SETS, allow_missing=True
+            )
+            for table in EVAL_TABLES
+        },
     log:
-        "logs/evaluate/{model}/{mix}/seed{seed}/{eval_set}.log",
+        "logs/evaluate/{model}/{mix}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/evaluate/{model}/{mix}/seed{seed}/{eval_set}.tsv"
+        "results/benchmarks/evaluate/{model}/{mix}/seed{seed}.tsv"
     conda:
         model_env
     threads: 1
     resources:
         device=EVALUATION["device"],
     params:
+        eval_sets=EVAL_SETS,
         reconstruction=EVALUATION["reconstruction"],
         reconstruction_genes=EVALUATION["reconstruction_genes"],
         n_top_genes=EVALUATION["n_top_genes"],

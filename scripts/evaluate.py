@@ -1,6 +1,7 @@
-"""Rule evaluate: one trained model on one held-out eval set — reconstruction accuracy, held-out
-likelihood, per-gene residuals and zero calibration. The eval cells are prepared (and moved to the device) once,
-and the model's expression is scored a chunk of cells at a time (evaluation.chunk_cells)."""
+"""Rule evaluate: one trained model on every held-out eval set, one after another — reconstruction accuracy,
+held-out likelihood, per-gene residuals and zero calibration, a set of tables per eval set. The model is loaded
+once; each eval set's cells are prepared (and moved to the device) once, and the model's expression is scored a
+chunk of cells at a time (evaluation.chunk_cells)."""
 
 import logging
 
@@ -13,16 +14,10 @@ from scmix.train import resolve_device
 from scmix.trained import load
 
 
-def main(smk):
-    w = smk.wildcards
-    torch.set_num_threads(smk.threads)
-    p = smk.params
-    seed = int(w.seed)
-    model = load(smk.input.model, device=resolve_device(smk.resources.device))
-    adata = read_h5ad(smk.input.eval, dataset=w.eval_set)
-    cells = model.prepare(adata, min_overlap=p.min_gene_overlap, name=w.eval_set, path=smk.input.eval)
-    keys = {"model": w.model, "mix": w.mix, "seed": seed, "eval_set": w.eval_set}
-
+def evaluate_set(model, adata, eval_set, path, keys, p):
+    """The five tables of one eval set, by name (the rule's outputs)."""
+    seed = keys["seed"]
+    cells = model.prepare(adata, min_overlap=p.min_gene_overlap, name=eval_set, path=path)
     sample = p.reconstruction == "sample"
     per_cell, fit = evaluate_cells(model, cells, n_top_genes=p.n_top_genes, genes=p.reconstruction_genes,
                                    chunk_cells=p.chunk_cells, sample=sample, seed=seed)  # fmt: skip
@@ -45,16 +40,25 @@ def main(smk):
         "%s | %s | seed %s on %s (%d cells, gene overlap %.1f%%): mean Pearson r %.4f; per cell reconstruction "
         "NLL %.2f, ELBO %.2f, log p(x) %.2f (%d samples); median explained variance %.3f; zero fraction "
         "observed - expected %.4f",
-        w.model, w.mix, w.seed, w.eval_set, len(per_cell), 100 * cells.overlap, per_cell["pearson"].mean(),
+        keys["model"], keys["mix"], seed, eval_set, len(per_cell), 100 * cells.overlap, per_cell["pearson"].mean(),
         like["recon_nll"].mean(), like["elbo"].mean(), like["marginal_ll"].mean(), p.likelihood_samples,
         genes["explained_variance"].median(),
         (genes["observed_zero_fraction"] - genes["expected_zero_fraction"]).mean(),
     )  # fmt: skip
-    write_table(per_cell, smk.output.cells)
-    write_table(summary, smk.output.summary)
-    write_table(likelihood, smk.output.likelihood)
-    write_table(genes, smk.output.genes)
-    write_table(gene_fit_summary(genes, keys), smk.output.gene_summary)
+    return {"cells": per_cell, "summary": summary, "likelihood": likelihood, "genes": genes,
+            "gene_summary": gene_fit_summary(genes, keys)}  # fmt: skip
+
+
+def main(smk):
+    w = smk.wildcards
+    torch.set_num_threads(smk.threads)
+    p = smk.params
+    model = load(smk.input.model, device=resolve_device(smk.resources.device))
+    for i, (eval_set, path) in enumerate(zip(p.eval_sets, smk.input.eval, strict=True)):
+        keys = {"model": w.model, "mix": w.mix, "seed": int(w.seed), "eval_set": eval_set}
+        tables = evaluate_set(model, read_h5ad(path, dataset=eval_set), eval_set, path, keys, p)
+        for name, table in tables.items():
+            write_table(table, smk.output[name][i])
 
 
 rulecall.run(main, snakemake)  # noqa: F821
