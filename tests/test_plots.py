@@ -311,6 +311,18 @@ def test_synthetic_f1_bars_single_seed_without_discriminator(tmp_path, closed):
     assert len(closed[-1].axes) == 4
 
 
+def test_synthetic_f1_bars_title_fits_a_one_eval_set_figure(tmp_path, closed):
+    """The demo's case: one model, one eval set, one level; the figure title stays inside the figure."""
+    table = f1_table()
+    table = table[(table["model"] == "nb_vae") & (table["eval_set"] == "e1") & (table["level"] != "coarse")]
+    plots.synthetic_f1_bars(table, tmp_path / "f.png")
+    fig = closed[-1]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    title, box = fig._suptitle.get_window_extent(renderer), fig.bbox
+    assert box.x0 <= title.x0 and title.x1 <= box.x1, (title, box)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # zero_calibration
 
