@@ -28,6 +28,8 @@ import torch
 import yaml
 from snakerun import REPO, snakemake
 
+from scmix.study import eval_sets
+
 pytestmark = pytest.mark.e2e
 
 # what the Snakefile reads, includes, runs or validates with (relative to the Snakefile)
@@ -383,8 +385,11 @@ def test_d_one_model_and_one_eval_table_build_alone(tiny_run, tmp_path):
     assert {p.name for p in results.glob("mixes/*/*")} == {
         "seed0.h5ad", "seed0.manifest.tsv", "seed0.manifest.json", "seed0.genes.tsv"
     } and [p.name for p in results.glob("mixes/*")] == ["blood_only"]  # fmt: skip
+    # one evaluate job scores its model on every eval set, a set of tables each
     assert {p.name for p in results.glob("eval/*/*/*/*")} == {
-        f"blood.{kind}.tsv" for kind in ("cells", "summary", "likelihood", "genes", "gene_summary")
+        f"{eval_set}.{kind}.tsv"
+        for eval_set in eval_sets(cfg)
+        for kind in ("cells", "summary", "likelihood", "genes", "gene_summary")
     }
     assert not any((results / d).exists() for d in ("latent", "synthetic", "summary"))
     # built alone it is the same as built within the whole workflow
