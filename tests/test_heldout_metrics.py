@@ -87,7 +87,7 @@ def test_log_weights_are_the_textbook_terms(blood):
         mean, std = model.z_mean(h), torch.exp(0.5 * model.z_logvar(h).clamp(-12, 8))
         x = batch.dense_counts()
         log_l = torch.log(x.sum(1, keepdim=True))
-        theta = torch.exp(model.log_theta[0])
+        theta = torch.exp(model.lik.log_theta[0])
         for k in range(2):
             z = mean + std * torch.randn(mean.shape, generator=gen)
             mu = torch.exp(log_l) * torch.softmax(model.px(z), dim=1)
@@ -117,7 +117,7 @@ def test_zero_probability_is_the_likelihood_of_a_zero_and_shows_who_underfits_ze
             if likelihood == "poisson":
                 ref = torch.exp(-mu)
             else:
-                ref = torch.exp(nb_log_prob(torch.zeros_like(mu), mu, torch.exp(model.log_theta[0])))
+                ref = torch.exp(nb_log_prob(torch.zeros_like(mu), mu, torch.exp(model.lik.log_theta[0])))
                 if likelihood == "zinb":
                     pi = torch.sigmoid(out["pi_logits"])
                     ref = pi + (1 - pi) * ref

@@ -137,7 +137,7 @@ def test_heldout_likelihood_of_a_deep_cell_is_exact_in_float64():
     torch.manual_seed(0)
     module = build_model("ldvae", n_genes=n_genes, n_latent=4, hidden=[16]).eval()
     with torch.no_grad():
-        module.log_theta.fill_(1.0)
+        module.lik.log_theta.fill_(1.0)
     counts = sp.csr_matrix(rng.poisson(1.2e6 * rng.dirichlet(np.full(n_genes, 0.3)), (3, n_genes)).astype(np.float32))
     assert counts.sum(1).min() > 1.1e6
     cells = ad.AnnData(counts, var=pd.DataFrame(index=[f"g{i}" for i in range(n_genes)]))
@@ -149,8 +149,100 @@ def test_heldout_likelihood_of_a_deep_cell_is_exact_in_float64():
     x = torch.as_tensor(counts.toarray(), dtype=torch.float64)
     with torch.no_grad():
         mu = x.sum(1, keepdim=True) * torch.softmax(wide.px(wide.z_mean(wide.encoder(torch.log1p(x)))), 1)
-        theta = torch.exp(wide.log_theta[0]).expand_as(mu)
+        theta = torch.exp(wide.lik.log_theta[0]).expand_as(mu)
         ref = -torch.distributions.NegativeBinomial(theta, logits=torch.log(mu) - torch.log(theta)).log_prob(x).sum(1)
         in_float32 = module(CellData(counts).batch(torch.arange(3)))["recon"].double()
     np.testing.assert_allclose(nll, ref.numpy(), rtol=0, atol=1e-6)
     assert (in_float32 - ref).abs().max() > 1.0  # the float32 sum of the same cells is visibly off
+
+
+# -------------------------------------------------------------------------------------- the observation models
+def test_the_likelihood_classes_are_the_allowed_values_and_know_which_model_counts():
+    from scmix.models.likelihoods import LIKELIHOOD_CLASSES
+    from scmix.modelspec import COUNT_LIKELIHOODS, LIKELIHOODS
+
+    assert tuple(LIKELIHOOD_CLASSES) == LIKELIHOODS
+    assert tuple(name for name, cls in LIKELIHOOD_CLASSES.items() if cls.counts) == COUNT_LIKELIHOODS
+
+
+@pytest.mark.parametrize("name", ["nb", "zinb", "poisson"])
+def test_each_count_likelihood_gives_p0_and_samples_of_its_distribution(name):
+    """P(0) against torch.distributions; the mean and zero fraction of many draws against mu and P(0)."""
+    from scmix.models.likelihoods import LIKELIHOOD_CLASSES
+
+    torch.manual_seed(0)
+    genes, hidden = 6, 4
+    lik = LIKELIHOOD_CLASSES[name](genes, hidden)
+    if hasattr(lik, "log_theta"):
+        with torch.no_grad():
+            lik.log_theta.copy_(torch.linspace(-1.0, 1.5, genes)[None])
+    h = torch.randn(1, hidden).expand(20000, hidden)
+    out = {"logits": torch.linspace(-1.0, 1.0, genes).expand(20000, genes).clone(), **lik.heads(h)}
+    log_l = torch.full((20000, 1), np.log(30.0))
+    mu = torch.exp(lik.log_mean(out, log_l))[0]
+    p0 = lik.zero_probability(None, out, log_l)[0]
+    if name == "poisson":
+        ref = torch.distributions.Poisson(mu).log_prob(torch.zeros(genes)).exp()
+    else:
+        theta = torch.exp(lik.log_theta[0])
+        ref = torch.distributions.NegativeBinomial(theta, logits=torch.log(mu) - torch.log(theta)).log_prob(
+            torch.zeros(genes)).exp()  # fmt: skip
+        if name == "zinb":
+            pi = torch.sigmoid(out["pi_logits"][0])
+            ref, mu = pi + (1 - pi) * ref, (1 - pi) * mu
+    torch.testing.assert_close(p0, ref, rtol=1e-5, atol=1e-6)
+    draws = lik.sample(None, out, log_l)
+    assert torch.equal(draws, draws.round()) and (draws >= 0).all()
+    torch.testing.assert_close(draws.mean(0), mu, rtol=0.05, atol=0.05)
+    torch.testing.assert_close((draws == 0).float().mean(0), p0, rtol=0, atol=0.02)
+
+
+def test_a_new_likelihood_is_one_class_and_the_vae_needs_no_change(monkeypatch):
+    """A geometric likelihood (NB with theta = 1) registered beside the others trains, scores P(0) and generates
+    through an unchanged VAE: the VAE holds no likelihood-specific code."""
+    from scmix.models import VAE, likelihoods
+    from scmix.models.counts import CellData
+
+    class Geometric(likelihoods.Likelihood):
+        def cell_log_lik(self, batch, out, log_l):
+            zero = torch.zeros(batch.counts.n_genes)
+            return likelihoods.nb_cell_log_lik(batch.counts, self.log_mean(out, log_l), zero)
+
+        def zero_probability(self, batch, out, log_l):
+            return torch.exp(likelihoods.nb_log_zero(self.log_mean(out, log_l), torch.zeros(())))
+
+        def sample(self, batch, out, log_l):
+            mu = torch.exp(self.log_mean(out, log_l))
+            return torch.poisson(torch.distributions.Gamma(1.0, 1.0 / mu.clamp(min=1e-8)).sample())
+
+    monkeypatch.setitem(likelihoods.LIKELIHOOD_CLASSES, "geometric", Geometric)
+    x, _, _, _ = _random(cells=64, genes=30)
+    torch.manual_seed(0)
+    model = VAE(30, n_latent=3, hidden=[16], likelihood="geometric")
+    batch = CellData(x.numpy()).batch(torch.arange(64))
+    out = model(batch)
+    out["recon"].mean().backward()
+    assert model.px.weight.grad.abs().sum() > 0
+    model.eval()
+    assert model.counts_model and model.zero_probability(batch).shape == (64, 30)
+    assert model.generate(5).shape == (5, 30)
+
+
+def test_a_checkpoint_with_the_likelihood_parameters_at_the_top_level_still_loads():
+    """State dicts written before the parameters moved into VAE.lik (log_theta, px_dropout.*, log_var)."""
+    from scmix.models import VAE
+
+    torch.manual_seed(0)
+    for likelihood, keys in (
+        ("zinb", ["log_theta", "px_dropout.weight", "px_dropout.bias"]),
+        ("gaussian", ["log_var"]),
+    ):
+        model = VAE(12, n_latent=2, hidden=[8], likelihood=likelihood)
+        state = model.state_dict()
+        state = {k: v + 1.0 if v.is_floating_point() else v for k, v in state.items()}
+        legacy = {k.replace("lik.pi.", "px_dropout.").replace("lik.", ""): v for k, v in state.items()}
+        assert set(keys) <= set(legacy)
+        fresh = VAE(12, n_latent=2, hidden=[8], likelihood=likelihood)
+        fresh.load_state_dict(legacy)
+        for k, v in fresh.state_dict().items():
+            torch.testing.assert_close(v, state[k], msg=k)

@@ -109,7 +109,7 @@ def test_tiny_model_overfits_a_tiny_batch_and_same_seed_gives_same_weights(blood
 
     x = torch.as_tensor(X.toarray(), dtype=torch.float32)
     mean_profile = x.sum(1, keepdim=True) * (x.sum(0) / x.sum())
-    baseline = -nb_log_prob(x, mean_profile, torch.exp(model.log_theta[0])).sum(1).mean().item()
+    baseline = -nb_log_prob(x, mean_profile, torch.exp(model.lik.log_theta[0])).sum(1).mean().item()
     assert hist["train_recon"].iloc[-1] < 0.9 * baseline, (hist["train_recon"].iloc[-1], baseline)
     assert all(torch.equal(a, b) for a, b in zip(*weights, strict=True))
     model2, _ = build_and_fit("vae", kwargs, X, TrainConfig(**{**cfg.__dict__, "seed": 2, "epochs": 1}))
@@ -140,7 +140,7 @@ def test_early_stopping_restores_the_best_validation_state(blood):
 def test_nan_loss_stops_with_epoch_and_hint(blood):
     model = build_model("ldvae", n_genes=blood.n_vars, n_latent=5, hidden=[32])
     with torch.no_grad():
-        model.log_theta.fill_(float("nan"))
+        model.lik.log_theta.fill_(float("nan"))
     with pytest.raises(TrainingDiverged, match="at epoch 1 .*try a lower lr"):
         fit(model, blood.X, TrainConfig(epochs=2, seed=0))
 

@@ -1,6 +1,8 @@
-"""Log-likelihoods of the count models (NB, ZINB, Poisson) and of the Gaussian baseline.
+"""Log-likelihoods of the count models (NB, ZINB, Poisson) and of the Gaussian baseline, and the observation
+models a VAE decodes into (``NB``, ``ZINB``, ``Poisson``, ``Gaussian``: each holds its own parameters and gives
+the per-cell log-likelihood, P(x = 0) and samples).
 
-Two forms of each:
+Two forms of each log-likelihood:
 * ``*_log_prob(x, ...)``: elementwise on dense tensors, the reference formula (tests hold it against
   ``torch.distributions``);
 * ``*_cell_log_lik(counts, log_mu, ...)``: summed per cell, with ``counts`` as sparse rows. Every term that
@@ -17,8 +19,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from scmix.models.counts import SparseRows
+from scmix.models.counts import Batch, SparseRows
 from scmix.modelspec import COUNT_LIKELIHOODS, LIKELIHOODS  # noqa: F401  (re-exported)
 
 
@@ -135,7 +138,7 @@ def nb_cell_log_lik(counts: SparseRows, log_mu: torch.Tensor, log_theta: torch.T
 def zinb_cell_log_lik(counts: SparseRows, log_mu, log_theta, pi_logits) -> torch.Tensor:
     """Per-cell sum of log ZINB: the zero case over all genes, corrected where counts are non-zero."""
     theta = torch.exp(log_theta)
-    log_nb_zero = theta * (log_theta - torch.log(theta + torch.exp(log_mu)))  # log NB(0; mu, theta)
+    log_nb_zero = nb_log_zero(log_mu, log_theta, theta)
     log_zero = torch.logaddexp(F.logsigmoid(pi_logits), F.logsigmoid(-pi_logits) + log_nb_zero)
     nb_nz, log_ratio = _nb_nonzero(counts, _at_counts(log_mu, counts), theta, log_theta)
     nb_nz = nb_nz - torch.lgamma(counts.val + 1.0)
@@ -154,3 +157,129 @@ def poisson_cell_log_lik(counts: SparseRows, log_mu) -> torch.Tensor:
 
 def gaussian_cell_log_lik(target: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     return gaussian_log_prob(target, mean, log_var).sum(1)
+
+
+# -- observation models ---------------------------------------------------------------------------------------
+def nb_log_zero(log_mu: torch.Tensor, log_theta: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
+    """log NB(0; mu, theta) = theta * log(theta / (theta + mu)), elementwise (``theta``: exp(log_theta), if the
+    caller has it)."""
+    theta = torch.exp(log_theta) if theta is None else theta
+    return theta * (log_theta - torch.log(theta + torch.exp(log_mu)))
+
+
+class Likelihood(nn.Module):
+    """A decoder's observation model: its own parameters, the per-cell log-likelihood of a batch, P(x = 0) and
+    sampling. ``out`` is the decoder's output: ``logits`` (log proportions up to a constant for count models,
+    the mean for the Gaussian) plus the per-cell parameters of ``heads``; ``log_l`` the log library size
+    (count models; ``None`` otherwise)."""
+
+    counts = True  # a model of raw counts, with a library size
+
+    def __init__(self, n_genes: int, n_hidden: int, dispersion_rows: int = 1, dispersion_col: int | None = None):
+        super().__init__()
+
+    def heads(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-cell parameters read off the decoder's last hidden layer beside the logits."""
+        return {}
+
+    def cell_log_lik(self, batch: Batch, out: dict, log_l) -> torch.Tensor:
+        raise NotImplementedError
+
+    def zero_probability(self, batch: Batch, out: dict, log_l) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sample(self, batch: Batch | None, out: dict, log_l) -> torch.Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def log_mean(out: dict, log_l: torch.Tensor) -> torch.Tensor:
+        """log mu = log library + log softmax(logits), per cell and gene."""
+        return log_l + torch.log_softmax(out["logits"], dim=1)
+
+
+class Poisson(Likelihood):
+    def cell_log_lik(self, batch, out, log_l):
+        return poisson_cell_log_lik(batch.counts, self.log_mean(out, log_l))
+
+    def zero_probability(self, batch, out, log_l):
+        return torch.exp(-torch.exp(self.log_mean(out, log_l)))
+
+    def sample(self, batch, out, log_l):
+        return torch.poisson(torch.exp(self.log_mean(out, log_l)))
+
+
+class NB(Likelihood):
+    """Negative binomial with inverse dispersion theta per gene, or per gene and batch (``dispersion_col``: the
+    batch's column among a Batch's codes; rows 1..K of ``log_theta`` are the known batches, an unseen batch
+    (code 0) gets their mean)."""
+
+    def __init__(self, n_genes: int, n_hidden: int, dispersion_rows: int = 1, dispersion_col: int | None = None):
+        super().__init__(n_genes, n_hidden)
+        self.log_theta = nn.Parameter(torch.zeros(dispersion_rows, n_genes))
+        self.dispersion_col = dispersion_col
+
+    def log_theta_of(self, batch: Batch | None) -> torch.Tensor:
+        """log theta per gene (G,), or per cell and gene (cells, G) for a per-batch dispersion."""
+        if self.dispersion_col is None:
+            return self.log_theta[0]
+        table = torch.cat([self.log_theta.mean(0, keepdim=True), self.log_theta], dim=0)
+        # an embedding lookup, not table[codes]: the backward of advanced indexing accumulates into the table
+        # rows in a thread-dependent order on CPU, so two runs with the same seed trained different models
+        return nn.functional.embedding(batch.codes[:, self.dispersion_col], table)
+
+    def cell_log_lik(self, batch, out, log_l):
+        return nb_cell_log_lik(batch.counts, self.log_mean(out, log_l), self.log_theta_of(batch))
+
+    def zero_probability(self, batch, out, log_l):
+        return torch.exp(nb_log_zero(self.log_mean(out, log_l), self.log_theta_of(batch)))
+
+    def sample(self, batch, out, log_l):
+        """Gamma-Poisson draws: rate ~ Gamma(theta, theta / mu), counts ~ Poisson(rate)."""
+        mu = torch.exp(self.log_mean(out, log_l))
+        theta = torch.exp(self.log_theta_of(batch))
+        return torch.poisson(torch.distributions.Gamma(theta, theta / mu.clamp(min=1e-8)).sample())
+
+
+class ZINB(NB):
+    """NB with a per-cell-and-gene zero-inflation probability pi = sigmoid(pi_logits) from the decoder."""
+
+    def __init__(self, n_genes: int, n_hidden: int, dispersion_rows: int = 1, dispersion_col: int | None = None):
+        super().__init__(n_genes, n_hidden, dispersion_rows, dispersion_col)
+        self.pi = nn.Linear(n_hidden, n_genes)
+
+    def heads(self, h):
+        return {"pi_logits": self.pi(h)}
+
+    def cell_log_lik(self, batch, out, log_l):
+        log_mu = self.log_mean(out, log_l)
+        return zinb_cell_log_lik(batch.counts, log_mu, self.log_theta_of(batch), out["pi_logits"])
+
+    def zero_probability(self, batch, out, log_l):
+        pi = torch.sigmoid(out["pi_logits"])
+        return pi + (1.0 - pi) * super().zero_probability(batch, out, log_l)
+
+    def sample(self, batch, out, log_l):
+        counts = super().sample(batch, out, log_l)
+        return counts * (torch.rand_like(counts) >= torch.sigmoid(out["pi_logits"]))
+
+
+class Gaussian(Likelihood):
+    """The baseline on a transformed input (``Batch.target``): mean from the decoder, a variance per gene."""
+
+    counts = False
+
+    def __init__(self, n_genes: int, n_hidden: int, dispersion_rows: int = 1, dispersion_col: int | None = None):
+        super().__init__(n_genes, n_hidden)
+        self.log_var = nn.Parameter(torch.zeros(n_genes))
+
+    def cell_log_lik(self, batch, out, log_l):
+        return gaussian_cell_log_lik(batch.target, out["logits"], self.log_var)
+
+    def zero_probability(self, batch, out, log_l):
+        raise ValueError("a Gaussian model has no probability of a zero count")
+
+    def sample(self, batch, out, log_l):
+        return out["logits"] + torch.randn_like(out["logits"]) * torch.exp(0.5 * self.log_var)
+
+
+LIKELIHOOD_CLASSES: dict[str, type[Likelihood]] = {"nb": NB, "zinb": ZINB, "poisson": Poisson, "gaussian": Gaussian}

@@ -4,8 +4,9 @@
   Gaussian posterior q(z | x);
 * decoder: ``mlp`` (hidden layers) or ``linear`` (LDVAE, Svensson et al. 2020: gene x latent loadings);
   count likelihoods get mean = library x softmax(decoder output), as in scVI;
-* likelihood: ``nb``, ``zinb``, ``poisson`` on raw counts, or ``gaussian`` on a transformed input;
-  NB/ZINB inverse dispersion per gene or per gene and batch;
+* likelihood: ``nb``, ``zinb``, ``poisson`` on raw counts, or ``gaussian`` on a transformed input, each a
+  class of ``scmix.models.likelihoods`` holding its own parameters (NB/ZINB inverse dispersion per gene or per
+  gene and batch, the ZINB dropout head, the Gaussian variance);
 * library size: ``observed`` (log total counts as offset) or ``latent`` (log-normal posterior with a
   log-normal prior fitted to the training data);
 * conditions (cVAE): categorical covariates as learned embeddings fed to the encoder and/or decoder;
@@ -24,15 +25,12 @@ import torch
 from torch import nn
 
 from scmix.models.counts import Batch
-from scmix.models.likelihoods import (
-    COUNT_LIKELIHOODS,
-    LIKELIHOODS,
-    gaussian_cell_log_lik,
-    nb_cell_log_lik,
-    poisson_cell_log_lik,
-    zinb_cell_log_lik,
-)
+from scmix.models.likelihoods import LIKELIHOOD_CLASSES
 from scmix.modelspec import DISPERSIONS, INJECTS, LIBRARIES, NORMS
+
+# state_dict keys of checkpoints written before the likelihood's parameters moved into ``VAE.lik``
+_LEGACY_KEYS = {"log_theta": "lik.log_theta", "log_var": "lik.log_var",
+                "px_dropout.weight": "lik.pi.weight", "px_dropout.bias": "lik.pi.bias"}  # fmt: skip
 
 
 def mlp(sizes: list[int], dropout: float, norm: str) -> nn.Sequential:
@@ -90,7 +88,7 @@ class VAE(nn.Module):
         self.condition_dropout = float(condition_dropout)
         names = list(self.covariates)
         self._condition_cols = [names.index(c) for c in self.conditions]
-        self._dispersion_col = names.index(dispersion_key) if dispersion == "gene-batch" else None
+        gene_batch = dispersion == "gene-batch"
 
         hidden = [int(h) for h in hidden]
         self.embeddings = nn.ModuleList(nn.Embedding(self.covariates[c] + 1, condition_dim) for c in self.conditions)
@@ -118,13 +116,12 @@ class VAE(nn.Module):
             self.decoder_mlp = mlp([dec_in, *dec_hidden], 0.0, norm)
             last = dec_hidden[-1]
         self.px = nn.Linear(last, self.n_genes)
-        if likelihood == "zinb":
-            self.px_dropout = nn.Linear(last, self.n_genes)
-        if likelihood in ("nb", "zinb"):
-            rows = self.covariates[dispersion_key] if dispersion == "gene-batch" else 1
-            self.log_theta = nn.Parameter(torch.zeros(rows, self.n_genes))
-        if likelihood == "gaussian":
-            self.log_var = nn.Parameter(torch.zeros(self.n_genes))
+        self.lik = LIKELIHOOD_CLASSES[likelihood](
+            self.n_genes,
+            last,
+            dispersion_rows=self.covariates[dispersion_key] if gene_batch else 1,
+            dispersion_col=names.index(dispersion_key) if gene_batch else None,
+        )
         if prior == "gmm":
             self.prior_logits = nn.Parameter(torch.zeros(n_components))
             self.prior_mean = nn.Parameter(torch.randn(n_components, self.n_latent))
@@ -133,7 +130,7 @@ class VAE(nn.Module):
     @staticmethod
     def _check(likelihood, dispersion, dispersion_key, library, norm, decoder, inject, prior, covariates, conditions):
         choices = {
-            "likelihood": (likelihood, LIKELIHOODS),
+            "likelihood": (likelihood, tuple(LIKELIHOOD_CLASSES)),
             "dispersion": (dispersion, DISPERSIONS),
             "library": (library, LIBRARIES),
             "norm": (norm, NORMS),
@@ -150,12 +147,15 @@ class VAE(nn.Module):
                 raise ValueError(f"condition '{c}' has no category count in covariates {sorted(covariates)}")
         if dispersion == "gene-batch" and dispersion_key not in covariates:
             raise ValueError(f"dispersion gene-batch needs dispersion_key among covariates, got {dispersion_key!r}")
-        if likelihood == "gaussian" and (library == "latent" or dispersion != "gene"):
-            raise ValueError("the Gaussian baseline has no library size or dispersion settings")
+        if not LIKELIHOOD_CLASSES[likelihood].counts and (library == "latent" or dispersion != "gene"):
+            raise ValueError(f"the {likelihood} likelihood has no library size or dispersion settings")
 
     @property
     def counts_model(self) -> bool:
-        return self.likelihood in COUNT_LIKELIHOODS
+        return self.lik.counts
+
+    def load_state_dict(self, state_dict, *args, **kwargs):
+        return super().load_state_dict({_LEGACY_KEYS.get(k, k): v for k, v in state_dict.items()}, *args, **kwargs)
 
     # -- parts ---------------------------------------------------------------------------------------
     def _embedded(self, batch: Batch) -> torch.Tensor | None:
@@ -184,24 +184,27 @@ class VAE(nn.Module):
     def _observed_log_library(batch: Batch) -> torch.Tensor:
         return torch.log(batch.counts.row_sums().clamp(min=1.0))[:, None]
 
-    def _log_theta(self, batch: Batch) -> torch.Tensor:
-        if self._dispersion_col is None:
-            return self.log_theta[0]
-        # rows 1..K are the known batches; an unseen batch (code 0) gets their mean
-        table = torch.cat([self.log_theta.mean(0, keepdim=True), self.log_theta], dim=0)
-        # an embedding lookup, not table[codes]: the backward of advanced indexing accumulates into the table
-        # rows in a thread-dependent order on CPU, so two runs with the same seed trained different models
-        return nn.functional.embedding(batch.codes[:, self._dispersion_col], table)
+    def _library_posterior(self, x_in: torch.Tensor):
+        """Mean and clamped log variance of q(log l | x) (a latent library)."""
+        hl = self.l_encoder(x_in)
+        return self.l_mean(hl), self.l_logvar(hl).clamp(-12.0, 8.0)
+
+    def _log_library(self, batch: Batch, x_in: torch.Tensor) -> torch.Tensor | None:
+        """The log library size a count model decodes with outside training: the observed one, or the posterior
+        mean of a latent one; ``None`` for a model of transformed data."""
+        if not self.counts_model:
+            return None
+        if self.library == "observed":
+            return self._observed_log_library(batch)
+        return self._library_posterior(x_in)[0]
 
     def decode(self, z: torch.Tensor, emb: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Decoder outputs: ``logits`` (log proportions up to a constant, or the Gaussian mean), ``pi``."""
+        """Decoder outputs: ``logits`` (log proportions up to a constant, or the Gaussian mean) and the
+        likelihood's own per-cell parameters (``pi_logits`` for ZINB)."""
         if emb is not None and self.inject in ("decoder", "both"):
             z = torch.cat([z, emb], dim=1)
         h = z if self.decoder_mlp is None else self.decoder_mlp(z)
-        out = {"logits": self.px(h)}
-        if self.likelihood == "zinb":
-            out["pi_logits"] = self.px_dropout(h)
-        return out
+        return {"logits": self.px(h), **self.lik.heads(h)}
 
     def _kl_z(self, mean, logvar, z) -> torch.Tensor:
         if self.prior == "normal":
@@ -227,24 +230,12 @@ class VAE(nn.Module):
             if self.library == "observed":
                 log_l = self._observed_log_library(batch)
             else:
-                hl = self.l_encoder(x_in)
-                l_mean, l_logvar = self.l_mean(hl), self.l_logvar(hl).clamp(-12.0, 8.0)
+                l_mean, l_logvar = self._library_posterior(x_in)
                 log_l = l_mean + torch.randn_like(l_mean) * torch.exp(0.5 * l_logvar) if self.training else l_mean
                 prior_logvar = 2 * math.log(float(self.log_library_scale))
                 kl_l = _normal_kl(l_mean, l_logvar, self.log_library_loc, prior_logvar)
-        out = self.decode(z, emb)
-        recon = -self._log_lik(batch, out, log_l)
+        recon = -self.lik.cell_log_lik(batch, self.decode(z, emb), log_l)
         return {"recon": recon, "kl": kl_z + kl_l, "kl_z": kl_z, "kl_l": kl_l, "z_mean": mean}
-
-    def _log_lik(self, batch: Batch, out, log_l) -> torch.Tensor:
-        if self.likelihood == "gaussian":
-            return gaussian_cell_log_lik(batch.target, out["logits"], self.log_var)
-        log_mu = log_l + torch.log_softmax(out["logits"], dim=1)
-        if self.likelihood == "poisson":
-            return poisson_cell_log_lik(batch.counts, log_mu)
-        if self.likelihood == "nb":
-            return nb_cell_log_lik(batch.counts, log_mu, self._log_theta(batch))
-        return zinb_cell_log_lik(batch.counts, log_mu, self._log_theta(batch), out["pi_logits"])
 
     # -- uses of a trained model -------------------------------------------------------------------------
     def fit_library_prior(self, library_sizes: torch.Tensor) -> None:
@@ -303,12 +294,10 @@ class VAE(nn.Module):
         std = torch.exp(0.5 * logvar)
         latent_library = self.counts_model and self.library == "latent"
         if latent_library:
-            hl = self.l_encoder(x_in)
-            l_mean, l_std = self.l_mean(hl), torch.exp(0.5 * self.l_logvar(hl).clamp(-12.0, 8.0))
-        elif self.counts_model:
-            log_l = self._observed_log_library(batch)
+            l_mean, l_logvar = self._library_posterior(x_in)
+            l_std = torch.exp(0.5 * l_logvar)
         else:
-            log_l = None
+            log_l = self._log_library(batch, x_in)
         weights = []
         for _ in range(int(n_samples)):
             eps = torch.randn(mean.shape, generator=generator, device=mean.device)
@@ -320,30 +309,14 @@ class VAE(nn.Module):
                 prior = torch.distributions.Normal(self.log_library_loc, self.log_library_scale)
                 posterior = torch.distributions.Normal(l_mean, l_std)
                 log_w = log_w + (prior.log_prob(log_l) - posterior.log_prob(log_l))[:, 0]
-            weights.append(log_w + self._log_lik(batch, self.decode(z, emb), log_l))
+            weights.append(log_w + self.lik.cell_log_lik(batch, self.decode(z, emb), log_l))
         return torch.stack(weights)
 
     @torch.no_grad()
     def zero_probability(self, batch: Batch) -> torch.Tensor:
         """P(x = 0) per cell and gene under the model at the posterior mean of z (and of a latent library)."""
-        if not self.counts_model:
-            raise ValueError("a Gaussian model has no probability of a zero count")
         emb, x_in, z, _ = self._encode(batch)
-        if self.library == "latent":
-            log_l = self.l_mean(self.l_encoder(x_in))
-        else:
-            log_l = self._observed_log_library(batch)
-        out = self.decode(z, emb)
-        log_mu = log_l + torch.log_softmax(out["logits"], dim=1)
-        if self.likelihood == "poisson":
-            return torch.exp(-torch.exp(log_mu))
-        log_theta = self._log_theta(batch)
-        theta = torch.exp(log_theta)
-        p_nb = torch.exp(theta * (log_theta - torch.logaddexp(log_theta, log_mu)))
-        if self.likelihood == "nb":
-            return p_nb
-        pi = torch.sigmoid(out["pi_logits"])
-        return pi + (1.0 - pi) * p_nb
+        return self.lik.zero_probability(batch, self.decode(z, emb), self._log_library(batch, x_in))
 
     def loadings(self) -> torch.Tensor:
         """Gene x latent weights of a linear decoder."""
@@ -376,18 +349,10 @@ class VAE(nn.Module):
             out = self.decode(z, emb)
         finally:
             self.train(was_training)
-        if self.likelihood == "gaussian":
-            return out["logits"] + torch.randn_like(out["logits"]) * torch.exp(0.5 * self.log_var)
-        if library is None:
+        if not self.counts_model:
+            log_l = None
+        elif library is None:
             log_l = self.log_library_loc + self.log_library_scale * torch.randn(n, 1, device=device)
         else:
             log_l = torch.log(torch.as_tensor(library, dtype=torch.float32, device=device).reshape(n, 1))
-        mu = torch.exp(log_l + torch.log_softmax(out["logits"], dim=1))
-        if self.likelihood == "poisson":
-            return torch.poisson(mu)
-        theta = torch.exp(self._log_theta(batch) if batch is not None else self.log_theta[0])
-        rate = torch.distributions.Gamma(theta, theta / mu.clamp(min=1e-8)).sample()
-        counts = torch.poisson(rate)
-        if self.likelihood == "zinb":
-            counts = counts * (torch.rand_like(counts) >= torch.sigmoid(out["pi_logits"]))
-        return counts
+        return self.lik.sample(batch, out, log_l)
