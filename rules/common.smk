@@ -101,10 +101,13 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-LINEAR_MODEL_PATTERN = _alternatives(LINEAR_MODELS) if LINEAR_MODELS else "(?!)"
-SYNTHETIC_MODEL_PATTERN = (
-    _alternatives(SYNTHETIC_MODELS) if SYNTHETIC_MODELS else "(?!)"
-)
+def _pattern(names):
+    """A wildcard constraint matching exactly these names (nothing, if there are none)."""
+    return _alternatives(names) if names else "(?!)"
+
+
+LINEAR_MODEL_PATTERN = _pattern(LINEAR_MODELS)
+SYNTHETIC_MODEL_PATTERN = _pattern(SYNTHETIC_MODELS)
 
 
 def label_map_input(wildcards):
@@ -120,8 +123,7 @@ def raw_dir_of(sources, negate=False):
         for d, spec in config["datasets"].items()
         if (spec["source"] in sources) != negate
     ]
-    pattern = _alternatives(names) if names else "(?!)"
-    return f"resources/raw/{{dataset,{pattern}}}"
+    return f"resources/raw/{{dataset,{_pattern(names)}}}"
 
 
 def recount3_param(key):

@@ -1,6 +1,7 @@
-# Stage 6: each trained model on the held-out cells: reconstruction, likelihood, per-gene fit (one job per model,
-# mix and seed over every eval set, with a set of tables per eval set), synthetic-data utility (conditional
-# models, per eval set) and the latent space (all eval sets together).
+# Stage 6: each trained model on the held-out cells. Rule evaluate, one job per model, mix and seed over every eval
+# set (one interpreter and model load): reconstruction, likelihood and per-gene fit (a set of tables per eval set),
+# and the latent space of all eval sets together (posterior means, silhouettes, the UMAP of the first seed).
+# Rule synthetic: synthetic-data utility (conditional models, per eval set).
 
 
 EVAL_PREFIX = "results/eval/{model}/{mix}/seed{seed}/{eval_set}"
@@ -19,6 +20,8 @@ rule evaluate:
             )
             for table in EVAL_TABLES
         },
+        latent="results/latent/{model}/{mix}/seed{seed}/latent.h5ad",
+        latent_scores="results/latent/{model}/{mix}/seed{seed}/scores.tsv",
     log:
         "logs/evaluate/{model}/{mix}/seed{seed}.log",
     benchmark:
@@ -36,6 +39,9 @@ rule evaluate:
         likelihood_samples=EVALUATION["likelihood_samples"],
         min_gene_overlap=EVALUATION["min_gene_overlap"],
         chunk_cells=EVALUATION["chunk_cells"],
+        latent_keys=EVALUATION["latent"]["keys"],
+        # the UMAP (obsm X_umap) of the seed the UMAP figures are drawn for
+        umap=lambda wc: int(wc.seed) == UMAP_SEED,
     script:
         "../scripts/evaluate.py"
 
@@ -67,31 +73,3 @@ rule synthetic:
         min_gene_overlap=EVALUATION["min_gene_overlap"],
     script:
         "../scripts/synthetic.py"
-
-
-rule latent:
-    input:
-        model="results/models/{model}/{mix}/seed{seed}/model.pt",
-        eval=expand("results/split/{eval_set}/eval.h5ad", eval_set=EVAL_SETS),
-        code=script_code("latent.py"),
-    output:
-        h5ad="results/latent/{model}/{mix}/seed{seed}/latent.h5ad",
-        scores="results/latent/{model}/{mix}/seed{seed}/scores.tsv",
-    log:
-        "logs/latent/{model}/{mix}/seed{seed}.log",
-    benchmark:
-        "results/benchmarks/latent/{model}/{mix}/seed{seed}.tsv"
-    conda:
-        model_env
-    threads: 1
-    resources:
-        device=EVALUATION["device"],
-    params:
-        label_keys=EVALUATION["latent"]["keys"],
-        min_gene_overlap=EVALUATION["min_gene_overlap"],
-        chunk_cells=EVALUATION["chunk_cells"],
-        eval_sets=EVAL_SETS,
-        # the UMAP (obsm X_umap) of the seed the UMAP figures are drawn for
-        umap=lambda wc: int(wc.seed) == UMAP_SEED,
-    script:
-        "../scripts/latent.py"

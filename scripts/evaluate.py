@@ -1,23 +1,27 @@
 """Rule evaluate: one trained model on every held-out eval set, one after another — reconstruction accuracy,
-held-out likelihood, per-gene residuals and zero calibration, a set of tables per eval set. The model is loaded
-once; each eval set's cells are prepared (and moved to the device) once, and the model's expression is scored a
-chunk of cells at a time (evaluation.chunk_cells)."""
+held-out likelihood, per-gene residuals and zero calibration, a set of tables per eval set — then the latent space
+of all eval sets together: posterior means as an AnnData (obsm X_scmix, and the UMAP of that latent as obsm X_umap
+for the seed the UMAPs are drawn for) and silhouette scores. The model is loaded once; each eval set's cells are
+prepared (and moved to the device) once, and the model's expression is scored a chunk of cells at a time
+(evaluation.chunk_cells)."""
 
 import logging
 
+import numpy as np
+import pandas as pd
 import torch
 
 from scmix import rulecall
 from scmix.evaluate import evaluate_cells, gene_fit_summary, likelihood_summary, summarise
-from scmix.io import read_h5ad, write_table
+from scmix.io import read_h5ad, write_h5ad, write_table
+from scmix.latent import latent_scores, umap_coordinates
 from scmix.train import resolve_device
-from scmix.trained import load
+from scmix.trained import latent_adata, load
 
 
-def evaluate_set(model, adata, eval_set, path, keys, p):
+def evaluate_set(model, adata, cells, eval_set, keys, p):
     """The five tables of one eval set, by name (the rule's outputs)."""
     seed = keys["seed"]
-    cells = model.prepare(adata, min_overlap=p.min_gene_overlap, name=eval_set, path=path)
     sample = p.reconstruction == "sample"
     per_cell, fit = evaluate_cells(model, cells, n_top_genes=p.n_top_genes, genes=p.reconstruction_genes,
                                    chunk_cells=p.chunk_cells, sample=sample, seed=seed)  # fmt: skip
@@ -49,16 +53,48 @@ def evaluate_set(model, adata, eval_set, path, keys, p):
             "gene_summary": gene_fit_summary(genes, keys)}  # fmt: skip
 
 
+def latent_obs(adata, eval_set, keys) -> pd.DataFrame:
+    """One row per cell of an eval set: its id, the eval set and the latent's label columns (None where absent)."""
+    obs = pd.DataFrame({"cell_id": adata.obs_names.to_numpy(), "eval_set": eval_set})
+    for k in keys:
+        if k != "eval_set":
+            obs[k] = adata.obs[k].astype(str).to_numpy() if k in adata.obs else None
+    return obs
+
+
+def write_latent(model, zs, obs, smk):
+    """latent.h5ad and the silhouette scores of every eval set's posterior means, together."""
+    w, p = smk.wildcards, smk.params
+    z, obs = np.concatenate(zs), pd.concat(obs, ignore_index=True)
+    scores = latent_scores(z, obs, list(p.latent_keys), seed=int(w.seed))
+    for i, (k, v) in enumerate((("model", w.model), ("mix", w.mix), ("seed", int(w.seed)))):
+        scores.insert(i, k, v)
+    for row in scores.itertuples():
+        logging.info("silhouette by %s on %s: %.3f (%d cells, %d labels)", row.key, row.eval_set, row.silhouette,
+                     row.n_cells, row.n_labels)  # fmt: skip
+    umap = umap_coordinates(z, seed=int(w.seed)) if p.umap else None
+    # one row per eval cell: a cell in two eval sets keeps both rows, told apart by the eval set in its name
+    obs.index = pd.Index((obs["eval_set"] + ":" + obs["cell_id"].astype(str)).to_numpy())
+    write_h5ad(latent_adata(z, obs.astype({k: "category" for k in obs.columns if k != "cell_id"}), model=model,
+                            umap=umap), smk.output.latent)  # fmt: skip
+    write_table(scores, smk.output.latent_scores)
+
+
 def main(smk):
     w = smk.wildcards
     torch.set_num_threads(smk.threads)
     p = smk.params
     model = load(smk.input.model, device=resolve_device(smk.resources.device))
+    zs, obs = [], []
     for i, (eval_set, path) in enumerate(zip(p.eval_sets, smk.input.eval, strict=True)):
         keys = {"model": w.model, "mix": w.mix, "seed": int(w.seed), "eval_set": eval_set}
-        tables = evaluate_set(model, read_h5ad(path, dataset=eval_set), eval_set, path, keys, p)
-        for name, table in tables.items():
+        adata = read_h5ad(path, dataset=eval_set)
+        cells = model.prepare(adata, min_overlap=p.min_gene_overlap, name=eval_set, path=path)
+        for name, table in evaluate_set(model, adata, cells, eval_set, keys, p).items():
             write_table(table, smk.output[name][i])
+        zs.append(model.latent(cells, batch_size=p.chunk_cells))
+        obs.append(latent_obs(adata, eval_set, p.latent_keys))
+    write_latent(model, zs, obs, smk)
 
 
 rulecall.run(main, snakemake)  # noqa: F821

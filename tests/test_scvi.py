@@ -1,6 +1,6 @@
 """scvi-tools' LinearSCVI beside scmix's LDVAE in one small workflow run: trained by rule train, judged by the same
-evaluate and latent rules, and loaded from a plain Python session with the README's three lines. Skipped without
-scvi-tools (the optional extra: pip install -e '.[scvi]')."""
+evaluate rule (the latent space included), and loaded from a plain Python session with the README's three lines.
+Skipped without scvi-tools (the optional extra: pip install -e '.[scvi]')."""
 
 import subprocess
 import sys
