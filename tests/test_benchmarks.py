@@ -11,6 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "mix_scale.py"
 
@@ -128,6 +131,17 @@ def test_train_speed_without_scvi_tools_asks_for_no_peer_or_setup(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr
     assert "scvi-tools" in proc.stderr and "--no-peer" in proc.stderr and "make setup" in proc.stderr
+    assert "s/epoch" not in proc.stdout
+
+
+def test_gpu_models_without_a_gpu_says_so_in_one_line_and_measures_nothing():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the script would measure it")
+    proc = _run([sys.executable, str(REPO / "benchmarks" / "gpu_models.py")])
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no CUDA GPU" in lines[0] and "--device cpu" in lines[0], proc.stderr
     assert "s/epoch" not in proc.stdout
 
 
