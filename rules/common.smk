@@ -101,13 +101,15 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-def _pattern(names):
-    """A wildcard constraint matching exactly these names (nothing, if there are none)."""
+def one_of_pattern(names):
+    """A wildcard constraint matching exactly these names (nothing, if there are none). (No global of this file
+    may be named _pattern: Snakemake formats a cluster job's command with these globals, and format()'s first
+    argument has that name.)"""
     return _alternatives(names) if names else "(?!)"
 
 
-LINEAR_MODEL_PATTERN = _pattern(LINEAR_MODELS)
-SYNTHETIC_MODEL_PATTERN = _pattern(SYNTHETIC_MODELS)
+LINEAR_MODEL_PATTERN = one_of_pattern(LINEAR_MODELS)
+SYNTHETIC_MODEL_PATTERN = one_of_pattern(SYNTHETIC_MODELS)
 
 
 def label_map_input(wildcards):
@@ -123,7 +125,7 @@ def raw_dir_of(sources, negate=False):
         for d, spec in config["datasets"].items()
         if (spec["source"] in sources) != negate
     ]
-    return f"resources/raw/{{dataset,{_pattern(names)}}}"
+    return f"resources/raw/{{dataset,{one_of_pattern(names)}}}"
 
 
 def recount3_param(key):
