@@ -61,7 +61,9 @@ rule synthetic:
         "results/benchmarks/synthetic/{model}/{mix}/seed{seed}/{eval_set}.tsv"
     conda:
         model_env
-    threads: 2
+    # XGBoost's threads; the demo's classifiers gain little from a second one, and two jobs share two cores better
+    # (more: snakemake --set-threads synthetic=N)
+    threads: 1
     resources:
         device=EVALUATION["device"],
     params:
