@@ -60,16 +60,24 @@ def simulate(n_cells: int, n_genes: int, seed: int = 0):
     return sp.csr_matrix(counts), np.stack([types + 1, donors + 1], 1)
 
 
-def compare_devices(name, arch, extra, X, codes, device):
-    """Same weights on CPU and GPU: eval-mode outputs and one step's gradients; returns the largest differences."""
-    kwargs = {"n_genes": X.shape[1], "n_latent": 8, "hidden": [64], "covariates": COVARIATES, **extra}
+def variant(arch, extra, X, codes):
+    """A variant's model (initial weights of seed 0, on the CPU) and its cells, as a function of the device."""
     torch.manual_seed(0)
-    cpu = build_model(arch, **kwargs)
+    model = build_model(arch, n_genes=X.shape[1], n_latent=8, hidden=[64], covariates=COVARIATES, **extra)
+    target = np.log1p(X.toarray()) if not model.counts_model else None  # the Gaussian's input
+    return model, lambda device: CellData(X, codes=codes, target=target, device=device)
+
+
+def mean_loss(out):
+    return (out["recon"] + out["kl"]).mean()
+
+
+def compare_devices(arch, extra, X, codes, device):
+    """Same weights on CPU and GPU: eval-mode outputs and one step's gradients; returns the largest differences."""
+    cpu, cells = variant(arch, extra, X, codes)
     gpu = copy.deepcopy(cpu).to(device)
-    target = np.log1p(X.toarray()) if extra.get("likelihood") == "gaussian" else None
     idx = torch.arange(256)
-    b_cpu = CellData(X, codes=codes, target=target).batch(idx)
-    b_gpu = CellData(X, codes=codes, target=target, device=device).batch(idx.to(device))
+    b_cpu, b_gpu = cells("cpu").batch(idx), cells(device).batch(idx.to(device))
     out = {}
     cpu.eval(), gpu.eval()
     with torch.no_grad():
@@ -81,9 +89,8 @@ def compare_devices(name, arch, extra, X, codes, device):
             p_c, p_g = cpu.zero_probability(b_cpu), gpu.zero_probability(b_gpu).cpu()
             out["max_abs_p0"] = float((p_c - p_g).abs().max())
     # dropout and z draws differ between devices: the gradients are compared in eval mode (deterministic)
-    loss_c = (lambda o: (o["recon"] + o["kl"]).mean())(cpu(b_cpu))
-    loss_g = (lambda o: (o["recon"] + o["kl"]).mean())(gpu(b_gpu))
-    loss_c.backward(), loss_g.backward()
+    mean_loss(cpu(b_cpu)).backward()
+    mean_loss(gpu(b_gpu)).backward()
     worst = 0.0
     for pc, pg in zip(cpu.parameters(), gpu.parameters(), strict=True):
         if pc.grad is None:
@@ -94,12 +101,9 @@ def compare_devices(name, arch, extra, X, codes, device):
     return out
 
 
-def train_on_gpu(name, arch, extra, X, codes, device, epochs=5):
-    kwargs = {"n_genes": X.shape[1], "n_latent": 8, "hidden": [64], "covariates": COVARIATES, **extra}
-    target = np.log1p(X.toarray()) if extra.get("likelihood") == "gaussian" else None
-    torch.manual_seed(0)
-    model = build_model(arch, **kwargs)
-    data = CellData(X, codes=codes, target=target, device=device)
+def train_on_gpu(arch, extra, X, codes, device, epochs=5):
+    model, cells = variant(arch, extra, X, codes)
+    data = cells(device)
     hist = fit(model, data, TrainConfig(epochs=epochs, batch_size=128, lr=5e-3, patience=0, seed=0,
                                         device=str(device)))  # fmt: skip
     res = {"val_elbo_first": float(hist["val_elbo"].iloc[0]), "val_elbo_last": float(hist["val_elbo"].iloc[-1]),
@@ -145,8 +149,8 @@ def main(argv=None) -> int:
     X, codes = simulate(3000, 1500)
     rows, failed = [], []
     for name, (arch, extra) in VARIANTS.items():
-        row = {"variant": name, **compare_devices(name, arch, extra, X, codes, device)}
-        row.update(train_on_gpu(name, arch, extra, X, codes, device))
+        row = {"variant": name, **compare_devices(arch, extra, X, codes, device)}
+        row.update(train_on_gpu(arch, extra, X, codes, device))
         rows.append(row)
         ok = (row["max_rel_recon"] < 1e-4 and row["max_rel_kl"] < 1e-3 and row["max_rel_grad"] < 1e-3
               and row["finite"] and row["val_elbo_last"] < row["val_elbo_first"]

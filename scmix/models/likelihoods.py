@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from scmix.models.counts import Batch, SparseRows
-from scmix.modelspec import COUNT_LIKELIHOODS, LIKELIHOODS  # noqa: F401  (re-exported)
 
 
 def nb_log_prob(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
