@@ -1,7 +1,8 @@
 # scmix: how the composition of training data shapes deep generative models of gene expression.
 # The DAG: download -> qc -> split -> mix (per seed) -> train (per model x mix x seed)
 #          -> evaluate (per model x mix x seed x eval set), synthetic utility, latent space
-#          -> summary tables and figures (all registered for the report). Every figure has a rule of its own
+#          -> summary tables and figures (all registered for the report); with mix_sweeps, the effects of each sweep
+#          point against its reference (rules/composition.smk). Every figure has a rule of its own
 #          (plot_*), so that an edit to plotting code redraws figures and reruns nothing else.
 
 from snakemake.utils import min_version
@@ -27,6 +28,7 @@ include: "rules/mix.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/composition.smk"
 
 
 rule all:
@@ -34,6 +36,8 @@ rule all:
     input:
         expand("results/summary/{table}.tsv", table=SUMMARY_TABLES),
         SUMMARY_FIGURES,
+        COMPOSITION_TABLES.values() if SWEEP_POINTS else [],
+        COMPOSITION_FIGURES,
         expand("results/qc/{dataset}.qc.png", dataset=DATASETS),
         expand(
             "results/models/{model}/{mix}/seed{seed}/loss.png",

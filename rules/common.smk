@@ -13,7 +13,7 @@ if str(WORKFLOW_ROOT) not in sys.path:
 
 from snakemake.exceptions import WorkflowError
 
-from scmix import deps, modelspec, settings, study
+from scmix import composition, deps, modelspec, settings, study
 from scmix.threads import wait_briefly
 
 # torch's OpenMP threads in every job (inherited from this process) wait briefly instead of spinning
@@ -53,7 +53,10 @@ if not workflow.dryrun:
     if _problem:
         raise WorkflowError(_problem)
 DATASETS = list(config["datasets"])
-MIXES = list(config["mixes"])
+# every mix: the mixes section and the points of mix_sweeps (named as scmix.composition derives them)
+MIX_RECIPES = study.mixes(config)
+MIXES = list(MIX_RECIPES)
+SWEEP_POINTS = composition.sweep_points(config["mix_sweeps"])
 MODELS = list(MODEL_SPECS)
 LINEAR_MODELS = [
     m
@@ -118,6 +121,12 @@ def label_map_input(wildcards):
     return {"label_map": path} if path else {}
 
 
+def composition_label_map(wildcards):
+    """The label map of the seen/unseen check as an input, when configured."""
+    path = EVALUATION["composition"].get("label_map")
+    return {"label_map": path} if path else {}
+
+
 def raw_dir_of(sources, negate=False):
     """The raw folder pattern, constrained to datasets of these source types (or of all others)."""
     names = [
@@ -156,7 +165,7 @@ def gene_list_input():
 
 
 def mix_datasets(wildcards):
-    return list(config["mixes"][wildcards.mix]["datasets"])
+    return list(MIX_RECIPES[wildcards.mix]["datasets"])
 
 
 def parse_code(wildcards):

@@ -25,7 +25,7 @@ rule mix:
     conda:
         "../envs/data.yaml"
     params:
-        recipe=lambda wc: config["mixes"][wc.mix],
+        recipe=lambda wc: MIX_RECIPES[wc.mix],
         datasets=mix_datasets,
         universe=GENE_UNIVERSE_DATASETS,
         eval_sets=EVAL_SETS,

@@ -177,3 +177,15 @@ def write_table(df, path: str | os.PathLike, **kwargs) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def read_label_map(path) -> dict[str, str]:
+    """A two-column TSV with a header (fine label, coarse label), e.g. ``Naive CD4 T<TAB>T``."""
+    table = pd.read_csv(path, sep="\t", dtype=str)
+    if table.shape[1] != 2 or table.isna().any().any():
+        raise ScmixInputError("a label map needs two complete columns: fine label, coarse label", path=str(path))
+    fine = table.iloc[:, 0].str.strip()
+    if fine.duplicated().any():
+        dup = sorted(set(fine[fine.duplicated()]))
+        raise ScmixInputError(f"fine labels listed twice: {dup}", path=str(path))
+    return dict(zip(fine, table.iloc[:, 1].str.strip(), strict=True))

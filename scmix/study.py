@@ -12,7 +12,7 @@ import importlib.util
 import re
 from collections.abc import Mapping
 
-from scmix import modelspec
+from scmix import composition, modelspec
 from scmix.names import NAME, NAME_RULE
 
 
@@ -55,6 +55,14 @@ def model_specs(config: Mapping) -> dict[str, dict]:
     return modelspec.expand(config["models"], config.get("sweeps"))
 
 
+def mixes(config: Mapping) -> dict[str, dict]:
+    """Every mix of the study by name: the mixes section, then the points of mix_sweeps (scmix.composition)."""
+    try:
+        return composition.all_mixes(config)
+    except composition.SweepError as err:
+        raise ConfigError(str(err)) from None
+
+
 def eval_sets(config: Mapping) -> list[str]:
     """The datasets whose held-out part is evaluated (default: all)."""
     return list((config.get("evaluation") or {}).get("eval_sets") or config["datasets"])
@@ -76,7 +84,7 @@ def synthetic_eval_sets(config: Mapping) -> list[str]:
 
 def check_config(config: Mapping, specs: Mapping[str, Mapping]) -> None:
     """Names and cross-references; raises ConfigError naming the key that is wrong."""
-    for section in ("datasets", "mixes", "models", "sweeps"):
+    for section in ("datasets", "mixes", "models", "sweeps", "mix_sweeps"):
         for name in config.get(section) or {}:
             check_name(name, section)
     for name in specs:
@@ -87,7 +95,18 @@ def check_config(config: Mapping, specs: Mapping[str, Mapping]) -> None:
         raise ConfigError(f"config: models.{scvi_models[0]} has architecture {arch}, which needs scvi-tools (not "
                           f"installed); install it with: pip install -e '.[scvi]' (or: make setup)")  # fmt: skip
     datasets = config["datasets"]
-    for mix, recipe in config["mixes"].items():
+    for sweep, spec in (config.get("mix_sweeps") or {}).items():
+        named = [("base", spec["base"])] if "base" in spec else []
+        named += [("added", d) for d in spec.get("added", [])] + [("datasets", d) for d in spec.get("datasets", {})]
+        for key, d in named:
+            if d not in datasets:
+                raise ConfigError(f"config: mix_sweeps.{sweep}.{key} names '{d}', which is not under datasets")
+    all_mixes = mixes(config)
+    if not all_mixes:
+        raise ConfigError("config: mixes: the study has no mix; add one under mixes or a sweep under mix_sweeps")
+    for mix in all_mixes:
+        check_name(mix, "mixes (as expanded from mix_sweeps)")
+    for mix, recipe in (config.get("mixes") or {}).items():
         for d in recipe["datasets"]:
             if d not in datasets:
                 raise ConfigError(f"config: mixes.{mix}.datasets names '{d}', which is not under datasets")
@@ -126,7 +145,7 @@ def required_obs_columns(config: Mapping) -> dict[str, dict[str, str]]:
         for column in modelspec.covariates(spec):
             if column == "dataset":
                 continue
-            for mix, recipe in config["mixes"].items():
+            for mix, recipe in mixes(config).items():
                 for d in recipe["datasets"]:
                     need[d].setdefault(column, f"model '{model}' reads obs column '{column}' and trains on mix "
                                                f"'{mix}', which draws from this dataset")  # fmt: skip

@@ -9,7 +9,7 @@ from scmix import rulecall
 from scmix import synthetic as syn
 from scmix.errors import ScmixInputError
 from scmix.evaluate import sparse_log1p_cp10k, top_variable_genes
-from scmix.io import read_h5ad, write_table
+from scmix.io import read_h5ad, read_label_map, write_table
 from scmix.train import resolve_device
 from scmix.trained import load
 
@@ -49,7 +49,7 @@ def main(smk):
 
     levels = [("fine", y_train, y_held, y_synth)]
     if smk.input.get("label_map"):
-        m = syn.read_label_map(smk.input.label_map)
+        m = read_label_map(smk.input.label_map)
         named = ((y_train, {"mix": w.mix}), (y_held, {"dataset": w.eval_set}), (y_synth, {"model": w.model}))
         levels.append(("coarse", *(syn.coarse_labels(y, m, path=smk.input.label_map, **d) for y, d in named)))
     parts = []

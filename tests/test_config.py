@@ -34,7 +34,7 @@ def test_shipped_configs_validate_and_get_defaults(config):
         (lambda c: c["models"]["ldvae"].update(n_latnt=3), "n_latnt"),
         (lambda c: c["models"]["ldvae"].update(epochs="many"), "epochs"),
         (lambda c: c["datasets"]["blood_base"].update(source="ftp"), "source"),
-        (lambda c: c["mixes"]["base"].pop("datasets"), "datasets"),
+        (lambda c: c["mixes"]["base+blood2"].pop("datasets"), "datasets"),
         (lambda c: c["qc"].update(max_pct_mito=150), "max_pct_mito"),
         (lambda c: c["datasets"].update(bulk={"source": "csv", "url": "file:///x/counts.tsv"}), "counts"),
         (lambda c: c["datasets"].update(pb={"source": "tenx", "url": "ftp://x/y.tar.gz"}), "ftp://"),
@@ -67,13 +67,14 @@ def test_snakemake_refuses_to_start_on_a_bad_key_or_an_unknown_dataset(tmp_path,
     res = dry_run(bad)
     assert res.returncode != 0 and "hiden" in res.stderr + res.stdout
     bad = copy.deepcopy(config)
-    bad["mixes"]["base"]["datasets"] = {"blood_bsae": 1.0}
+    bad["mixes"]["base+blood2"]["datasets"] = {"blood_bsae": 1.0}
     res = dry_run(bad)
-    assert res.returncode != 0 and "mixes.base.datasets names 'blood_bsae'" in res.stderr + res.stdout
+    assert res.returncode != 0 and "mixes.base+blood2.datasets names 'blood_bsae'" in res.stderr + res.stdout
     bad = copy.deepcopy(config)
-    bad["mixes"]["base"].pop("total_cells")
+    bad["mixes"]["base+blood2"].pop("total_cells")
     res = dry_run(bad)
-    assert res.returncode != 0 and "mixes.base gives fractions and so needs total_cells" in res.stderr + res.stdout
+    said = res.stderr + res.stdout
+    assert res.returncode != 0 and "mixes.base+blood2 gives fractions and so needs total_cells" in said
     assert not (tmp_path / "results").exists()
 
 
@@ -90,7 +91,7 @@ def test_a_configfile_replaces_the_demo_config_instead_of_merging():
 
 def test_seeds_can_be_overridden_on_the_command_line():
     out = _dry_run_in_repo("--config", "seeds=[0,5]")
-    assert "results/mixes/base/seed5.h5ad" in out and "seed1.h5ad" not in out
+    assert "results/mixes/base-s0/seed5.h5ad" in out and "seed1.h5ad" not in out
 
 
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "config").glob("*.yaml")))

@@ -9,6 +9,7 @@ import torch
 
 from scmix.errors import ScmixInputError
 from scmix.evaluate import gene_fit, gene_fit_summary, likelihood_summary
+from scmix.io import read_label_map
 from scmix.latent import latent_scores, silhouette, umap_coordinates
 from scmix.modeldata import prepare
 from scmix.models import build_model
@@ -18,7 +19,6 @@ from scmix.synthetic import (
     classification_scores,
     coarse_labels,
     discriminator_auc,
-    read_label_map,
     utility,
 )
 from scmix.train import TrainConfig, fit

@@ -1,0 +1,20 @@
+"""Rule plot_composition: one figure of composition_effects.tsv: a share sweep's dose-response curves, a size
+sweep's scaling curves, or the effects heatmap of every share sweep (mean per-cell Pearson r, all eval cells)."""
+
+import pandas as pd
+
+from scmix import plots, rulecall
+
+
+def main(smk):
+    table = pd.read_csv(smk.input.tsv, sep="\t", dtype={"added": str, "cell_type": str})
+    kind, figure = smk.params.kind, smk.wildcards.figure
+    if kind == "share":
+        plots.dose_response(table, smk.output.png, figure)
+    elif kind == "size":
+        plots.scaling_curve(table, smk.output.png, figure)
+    else:
+        plots.effects_heatmap(table, smk.output.png)
+
+
+rulecall.run(main, snakemake)  # noqa: F821

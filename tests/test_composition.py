@@ -1,0 +1,328 @@
+"""Composition sweeps: their expansion into named mixes, the paired draws, and the statistics of their effects."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from scmix import composition, effects, study
+from scmix.mix import make_mix
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = str(REPO / "schemas" / "config.schema.yaml")
+SWEEPS = {
+    "pbmc": {"base": "pbmc3k", "added": ["kang", "screen"], "shares": [0.5, 0, 0.125], "total_cells": 1000},
+    "scaling": {"datasets": {"pbmc3k": 0.5, "kang": 0.5}, "sizes": [1000, 250]},
+}
+
+
+def test_sweeps_expand_to_named_mixes_with_their_references():
+    config = {"mixes": {"mine": {"total_cells": 10, "datasets": {"kang": 1.0}}}, "mix_sweeps": SWEEPS}
+    mixes = composition.all_mixes(config)
+    assert list(mixes) == ["mine", "pbmc-s0", "pbmc+kang-s12p5", "pbmc+kang-s50", "pbmc+screen-s12p5",
+                           "pbmc+screen-s50", "scaling-n250", "scaling-n1000"]  # fmt: skip
+    assert mixes["pbmc-s0"] == {"total_cells": 1000, "datasets": {"pbmc3k": 1.0}}
+    assert mixes["pbmc+kang-s12p5"] == {"total_cells": 1000, "datasets": {"pbmc3k": 0.875, "kang": 0.125}}
+    assert mixes["scaling-n250"] == {"total_cells": 250, "datasets": {"pbmc3k": 0.5, "kang": 0.5}}
+    points = composition.sweep_points(SWEEPS)
+    assert len(points) == 8  # share 0 once per added dataset's line: one mix, two points
+    assert {p["reference"] for p in points if p["sweep"] == "pbmc"} == {"pbmc-s0"}
+    assert {p["reference"] for p in points if p["sweep"] == "scaling"} == {"scaling-n250"}
+    # without share 0, each line is measured against its own smallest share
+    lines = composition.sweep_points({"d": {"base": "a", "added": ["b", "c"], "shares": [0.5, 0.2], "total_cells": 9}})
+    assert {(p["mix"], p["reference"]) for p in lines} == {("d+b-s20", "d+b-s20"), ("d+b-s50", "d+b-s20"),
+                                                            ("d+c-s20", "d+c-s20"), ("d+c-s50", "d+c-s20")}  # fmt: skip
+    assert composition.share_label(1) == "s100" and composition.share_label(0.333) == "s33p3"
+
+
+def test_every_expanded_name_is_valid_and_the_config_validates():
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["mix_sweeps"] = {"dose": {"base": "blood_base", "added": ["tumour"], "shares": [0, 0.1, 1],
+                                     "total_cells": 300}}  # fmt: skip
+    validate(config, SCHEMA)
+    specs = study.model_specs(config)
+    study.check_config(config, specs)
+    assert {"dose-s0", "dose+tumour-s10", "dose+tumour-s100"} <= set(study.mixes(config))
+    assert study.mixes(config)["dose+tumour-s100"]["datasets"] == {"tumour": 1.0}
+
+
+@pytest.mark.parametrize(
+    "sweep, message",
+    [
+        ({"base": "blood_base", "added": ["tumour"], "shares": [0, 2], "total_cells": 9}, "shares.1: 2 is greater"),
+        ({"base": "blood_base", "added": ["tumour"], "shares": [0.5], "total_cells": 9}, "shares"),
+        ({"base": "blood_base", "added": ["tumour"], "shares": [0, 0.5]}, "total_cells"),
+        ({"base": "blood_base", "added": ["tumour"], "sizes": [1, 2], "shares": [0, 0.5], "total_cells": 9}, "dose"),
+        ({"datasets": {"blood_base": 1.0}, "sizes": [100, 100]}, "sizes"),
+    ],
+)
+def test_a_malformed_sweep_fails_validation_naming_it(sweep, message):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["mix_sweeps"] = {"dose": sweep}
+    with pytest.raises(WorkflowError) as err:
+        validate(config, SCHEMA)
+    said = study.schema_error_message(err.value.__context__)  # the workflow's one line
+    assert said.startswith("config: mix_sweeps.dose") and message in said, said
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["mix_sweeps"]["dose"].update(base="blood_bsae"), "mix_sweeps.dose.base names 'blood_bsae'"),
+        (lambda c: c["mix_sweeps"]["dose"].update(added=["blood_base"]), "names the base"),
+        (lambda c: c["mixes"].update({"dose-s0": {"total_cells": 5, "datasets": {"tumour": 1.0}}}),
+         "expands to the mix 'dose-s0', which mixes already names"),
+        (lambda c: c["mix_sweeps"]["dose"].update(shares=[0, 0.1234561, 0.1234562]), "round to the one name"),
+        (lambda c: c.update(mixes={}, mix_sweeps={}), "the study has no mix"),
+    ],
+)  # fmt: skip
+def test_sweep_cross_references_fail_with_one_message(edit, message):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["mix_sweeps"] = {"dose": {"base": "blood_base", "added": ["tumour"], "shares": [0, 0.5],
+                                     "total_cells": 300}}  # fmt: skip
+    edit(config)
+    with pytest.raises(study.ConfigError, match=message):
+        study.check_config(config, study.model_specs(config))
+
+
+def test_dry_run_shows_the_expanded_mixes(tmp_path):
+    config = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    config["mixes"] = {}
+    config["mix_sweeps"] = {"dose": {"base": "blood", "added": ["tumour"], "shares": [0, 0.5], "total_cells": 200},
+                            "size": {"datasets": {"blood": 1.0}, "sizes": [100, 200]}}  # fmt: skip
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"), "--directory",
+                          str(tmp_path), "--configfile", str(path)], capture_output=True, text=True)  # fmt: skip
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    for mix in ("dose-s0", "dose+tumour-s50", "size-n100", "size-n200"):
+        assert f"results/mixes/{mix}/seed0.h5ad" in out
+    assert "results/summary/composition_effects.tsv" in out
+    assert "results/summary/composition/dose.png" in out and "results/summary/composition/size.png" in out
+    assert "results/summary/composition/effects_heatmap.png" in out
+
+
+def test_points_of_one_seed_are_paired_nested_draws(blood, universe):
+    from scmix.simulate import simulate_dataset
+
+    other = simulate_dataset("other", {"n_cells": 500, "donors": 2, "cell_types": {"X": 1.0}}, universe)
+    parts = {"blood": blood, "other": other}
+    sweep = {"d": {"base": "blood", "added": ["other"], "shares": [0, 0.25, 0.5], "total_cells": 400}}
+    mixes = composition.all_mixes({"mix_sweeps": sweep})
+    drawn = {}
+    for name, recipe in mixes.items():
+        used = {d: parts[d] for d in recipe["datasets"]}
+        m = make_mix(name, recipe, used, seed=3, match_on="symbols", n_top_genes=None, min_shared=10)
+        drawn[name] = {d: set(m.obs_names[m.obs["dataset"] == d]) for d in ("blood", "other")}
+    s0, s25, s50 = drawn["d-s0"], drawn["d+other-s25"], drawn["d+other-s50"]
+    assert (len(s0["blood"]), len(s25["blood"]), len(s50["blood"])) == (400, 300, 200)
+    assert s50["blood"] < s25["blood"] < s0["blood"]  # the base cells of a larger share: a subset
+    assert s25["other"] < s50["other"] and len(s25["other"]) == 100
+    again = make_mix("d-s0", mixes["d-s0"], {"blood": blood}, seed=4, match_on="symbols", n_top_genes=None,
+                     min_shared=10)  # fmt: skip
+    assert set(again.obs_names) != s0["blood"]  # another seed, another draw
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the statistics
+
+
+def test_p_value_is_the_paired_t_test_across_seeds_by_hand():
+    # t = 0.2 / (0.1 / sqrt 3) = 2 sqrt 3; with 2 degrees of freedom the two-sided p is 1 - t / sqrt(t^2 + 2)
+    t = 2 * np.sqrt(3)
+    assert effects.seed_p_value(np.array([0.1, 0.2, 0.3])) == pytest.approx(1 - t / np.sqrt(t**2 + 2))
+    assert np.isnan(effects.seed_p_value(np.array([0.5])))  # one seed: no test
+    assert effects.seed_p_value(np.array([0.2, 0.2])) == 0.0 and effects.seed_p_value(np.zeros(3)) == 1.0
+
+
+@pytest.mark.parametrize("shape", [(2, 1), (1, 2)])
+def test_interval_matches_the_enumerated_bootstrap(shape):
+    # two values 0 and 1 (two seeds of one cell, or one seed of two cells): a replicate's mean is 0, 0.5 or 1 with
+    # probabilities 1/4, 1/2, 1/4, so the 2.5 and 97.5 percentiles are 0 and 1, and the 25th-75th are 0.5
+    d = np.array([0.0, 1.0]).reshape(shape)
+    out = effects.paired_effect(d, np.zeros(shape), n_boot=4000, rng=np.random.default_rng(0))
+    assert out["delta"] == 0.5 and (out["ci_low"], out["ci_high"]) == (0.0, 1.0)
+    reps = effects.bootstrap(effects.weighted_means(d, np.isfinite(d)), *shape, 4000, np.random.default_rng(1))
+    assert set(np.unique(reps)) == {0.0, 0.5, 1.0}
+    assert np.mean(reps == 0.5) == pytest.approx(0.5, abs=0.03)
+    assert effects.interval(reps, 0.4) == (0.5, 0.5)  # the 30th and 70th percentiles
+
+
+def test_missing_values_are_left_out_not_counted_as_zero():
+    point = np.array([[1.0, np.nan, 3.0], [2.0, 2.0, np.nan]])
+    out = effects.paired_effect(point, np.zeros_like(point), n_boot=200, rng=np.random.default_rng(0))
+    assert out["delta"] == pytest.approx((2.0 + 2.0) / 2)  # seed means 2 and 2
+
+
+def _simulated_cells(rng, n_seeds=3, n_cells=300, shift=0.0, seed_sd=0.01, cell_sd=0.05):
+    """Per-cell r of a point and its reference: cells share their difficulty; each training (seed) its own
+    offset; ``shift`` is the planted effect of the point."""
+    difficulty = rng.normal(0.7, 0.1, n_cells)
+
+    def trained(offset):
+        return difficulty + offset + rng.normal(0, seed_sd, (n_seeds, 1)) + rng.normal(0, cell_sd, (n_seeds, n_cells))
+
+    return trained(shift), trained(0.0)
+
+
+def test_null_effect_is_no_detectable_effect_in_95_percent_of_repetitions():
+    # the same dataset drawn twice: point and reference are two draws of one distribution. The verdict's t-test is
+    # exact at level 5 %, so 95 % is the expected share of "no detectable effect" (the interval's condition only
+    # adds to it); 2,000 repetitions measure it to +- 1 % (two standard errors)
+    rng = np.random.default_rng(2026)
+    verdicts = [effects.paired_effect(*_simulated_cells(rng), n_boot=200, rng=rng)["verdict"] for _ in range(2000)]
+    no_effect = verdicts.count(effects.NO_EFFECT) / len(verdicts)
+    assert no_effect >= 0.95 - 2 * np.sqrt(0.05 * 0.95 / len(verdicts)), no_effect
+    assert abs(verdicts.count(effects.HELPS) - verdicts.count(effects.HURTS)) < 0.03 * len(verdicts)  # no bias
+
+
+def test_a_planted_effect_is_detected_in_the_right_direction():
+    rng = np.random.default_rng(7)
+    helps = [effects.paired_effect(*_simulated_cells(rng, shift=0.08), n_boot=500, rng=rng)["verdict"]
+             for _ in range(50)]  # fmt: skip
+    hurts = [effects.paired_effect(*_simulated_cells(rng, shift=-0.08), n_boot=500, rng=rng)["verdict"]
+             for _ in range(50)]  # fmt: skip
+    assert helps.count(effects.HELPS) >= 45 and effects.HURTS not in helps
+    assert hurts.count(effects.HURTS) >= 45 and effects.HELPS not in hurts
+
+
+def _cells_table(points, n_seeds=3, shift=None, seed=0):
+    """Per-cell tables of every mix of ``points`` on two eval sets (the evaluate rule's columns)."""
+    rng = np.random.default_rng(seed)
+    shift = shift or {}
+    rows = []
+    for eval_set, n in (("a", 120), ("b", 80)):
+        types = np.where(np.arange(n) < 60, "T", "B")
+        for mix in dict.fromkeys(p["mix"] for p in points):
+            for s in range(n_seeds):
+                r = 0.6 + shift.get((mix, eval_set), 0.0) + rng.normal(0, 0.02, n)
+                ll = -50 + rng.normal(0, 1, n)
+                rows.append(pd.DataFrame({"model": "m", "mix": mix, "seed": s, "eval_set": eval_set,
+                                          "cell_id": [f"c{i}" for i in range(n)], "cell_type": types,
+                                          "pearson": r, "marginal_ll": ll}))  # fmt: skip
+    return pd.concat(rows, ignore_index=True)
+
+
+POINTS = composition.sweep_points({"d": {"base": "a", "added": ["b"], "shares": [0, 0.25, 0.5], "total_cells": 9}})
+
+
+def test_effects_table_rows_and_numbers():
+    cells = _cells_table(POINTS, shift={("d+b-s50", "b"): 0.2})
+    table = effects.composition_effects(cells, POINTS, n_boot=300, min_cells_per_type=50)
+    # eval set a: all, T (60), B (60); eval set b: all, T (60) (B has 20 cells: no row of its own)
+    groups = table.groupby("eval_set")["cell_type"].unique().map(sorted).to_dict()
+    assert groups == {"a": ["B", "T", "all"], "b": ["T", "all"]}
+    assert len(table) == 5 * 2 * 3  # groups x metrics x points
+    ref = table[table["mix"] == "d-s0"]
+    assert (ref["verdict"] == effects.REFERENCE).all() and (ref["delta"] == 0).all()
+    row = table[(table["mix"] == "d+b-s50") & (table["eval_set"] == "b") & (table["cell_type"] == "all")
+                & (table["metric"] == "pearson")].iloc[0]  # fmt: skip
+    on_b = cells[cells["eval_set"] == "b"]
+    by_hand = (on_b[on_b["mix"] == "d+b-s50"].groupby("seed")["pearson"].mean()
+               - on_b[on_b["mix"] == "d-s0"].groupby("seed")["pearson"].mean())  # fmt: skip
+    assert row["delta"] == pytest.approx(by_hand.mean())
+    assert row["ci_low"] < row["delta"] < row["ci_high"] and row["verdict"] == effects.HELPS
+    assert row["n_seeds"] == 3 and row["n_cells"] == 80 and row["share"] == 0.5 and row["added"] == "b"
+    other = table[(table["mix"] == "d+b-s25") & (table["metric"] == "pearson") & (table["cell_type"] == "all")]
+    assert set(other["verdict"]) == {effects.NO_EFFECT}
+
+
+def test_a_rows_interval_does_not_change_when_another_model_is_added():
+    cells = _cells_table(POINTS, shift={("d+b-s50", "b"): 0.05})
+    alone = effects.composition_effects(cells, POINTS, n_boot=300)
+    more = pd.concat([cells.assign(model="extra"), cells], ignore_index=True)
+    both = effects.composition_effects(more, POINTS, n_boot=300)
+    pd.testing.assert_frame_equal(both[both["model"] == "m"].reset_index(drop=True), alone)
+
+
+def test_one_seed_is_not_tested():
+    cells = _cells_table(POINTS, n_seeds=1, shift={("d+b-s50", "b"): 0.3})
+    table = effects.composition_effects(cells, POINTS, n_boot=200)
+    tested = table[table["verdict"] != effects.REFERENCE]
+    assert set(tested["verdict"]) == {effects.NOT_TESTED} and tested["seed_sd"].isna().all()
+
+
+def test_seen_unseen_and_the_claims_sentences():
+    cells = _cells_table(POINTS, shift={("d+b-s50", "b"): 0.2, ("d+b-s50", "a"): -0.1})
+    # B cells reconstruct worse than T cells on eval set a
+    cells.loc[(cells["eval_set"] == "a") & (cells["cell_type"] == "B"), "pearson"] -= 0.1
+    training = {(m, s): {"t cells"} for m in ("d-s0", "d+b-s25", "d+b-s50") for s in range(3)}
+    label_map = {"T": "t cells", "B": "b cells"}
+    unseen = effects.seen_unseen(cells, training, ["d-s0"], label_map=label_map, n_boot=300, min_cells=50)
+    a = unseen[unseen["eval_set"] == "a"].iloc[0]
+    assert a["verdict"] == "worse" and a["delta"] == pytest.approx(-0.1, abs=0.01) and a["unseen_types"] == "b cells"
+    b = unseen[unseen["eval_set"] == "b"].iloc[0]
+    assert b["verdict"] == effects.NOT_TESTED and b["n_unseen"] == 20  # 20 B cells: too few to compare
+    table = effects.composition_effects(cells, POINTS, n_boot=300)
+    claims = effects.claims(table, unseen, POINTS)
+    assert list(claims["claim"]) == ["unseen_cell_types", "unseen_cell_types", "own_eval_set", "base_eval_set"]
+    own = claims[claims["claim"] == "own_eval_set"].iloc[0]
+    assert own["verdict"] == effects.HELPS and own["mix"] == "d+b-s50"
+    assert own["sentence"].startswith("m: adding b at 50 % of the training cells (d+b-s50 against d-s0)")
+    assert own["sentence"].endswith(": it helps.")
+    assert claims[claims["claim"] == "base_eval_set"].iloc[0]["sentence"].endswith(": it hurts.")
+    assert "too few cells to compare (20 unseen, 60 seen)" in claims.iloc[1]["sentence"]
+    assert "reconstructed worse than cells of seen types" in claims.iloc[0]["sentence"]
+
+
+def test_transfer_claims_name_the_third_eval_set():
+    points = composition.sweep_points({"d": {"base": "a", "added": ["c"], "shares": [0, 0.5], "total_cells": 9}})
+    cells = _cells_table(points)
+    table = effects.composition_effects(cells, points, n_boot=200)
+    claims = effects.claims(table, pd.DataFrame(columns=["mix"]), points)
+    assert set(claims["claim"]) == {"base_eval_set", "transfer"}  # c is no eval set here
+    transfer = claims[claims["claim"] == "transfer"].iloc[0]
+    assert transfer["eval_set"] == "b" and "a third eval set, b," in transfer["sentence"]
+
+
+def test_copy_of_config_keeps_sweeps_untouched():
+    config = {"mix_sweeps": copy.deepcopy(SWEEPS)}
+    composition.all_mixes(config)
+    assert config["mix_sweeps"] == SWEEPS  # expansion never edits the config
+
+
+@pytest.mark.e2e
+def test_a_share_sweep_runs_end_to_end_to_effects_claims_and_figures(tmp_path):
+    from snakerun import snakemake
+
+    config = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    config.update(seeds=[0, 1, 2], mixes={})
+    config["models"] = {"ldvae": config["models"]["ldvae"]}
+    config["mix_sweeps"] = {"dose": {"base": "blood", "added": ["tumour"], "shares": [0, 0.5], "total_cells": 200}}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    targets = ["results/summary/composition_effects.tsv", "results/summary/composition/dose.png",
+               "results/summary/composition/effects_heatmap.png"]  # fmt: skip
+    res = snakemake(tmp_path, "--cores", "2", *targets, config=path)  # targets after an option: not config files
+    assert res.returncode == 0, res.stderr[-4000:]
+    table = pd.read_csv(tmp_path / targets[0], sep="\t")
+    assert set(table["mix"]) == {"dose-s0", "dose+tumour-s50"} and set(table["eval_set"]) == {"blood", "tumour"}
+    assert set(table["metric"]) == {"pearson", "marginal_ll"} and (table["n_seeds"] == 3).all()
+    top = table[(table["mix"] == "dose+tumour-s50") & (table["eval_set"] == "tumour")
+                & (table["cell_type"] == "all") & (table["metric"] == "pearson")].iloc[0]  # fmt: skip
+
+    # the per-seed differences of the evaluate rule's own tables give the same delta
+    def mean_r(mix):
+        return np.mean([pd.read_csv(tmp_path / f"results/eval/ldvae/{mix}/seed{s}/tumour.cells.tsv", sep="\t")
+                        ["pearson"].mean() for s in range(3)])  # fmt: skip
+
+    assert top["delta"] == pytest.approx(mean_r("dose+tumour-s50") - mean_r("dose-s0"))
+    assert top["ci_low"] <= top["delta"] <= top["ci_high"] and 0 <= top["p_value"] <= 1
+    claims = pd.read_csv(tmp_path / "results/summary/composition_claims.tsv", sep="\t")
+    assert set(claims["claim"]) == {"unseen_cell_types", "own_eval_set", "base_eval_set"}
+    assert claims["sentence"].str.len().min() > 40
+    # Malignant cells are absent from the base: unseen on the tumour eval set
+    unseen = pd.read_csv(tmp_path / "results/summary/seen_unseen.tsv", sep="\t")
+    row = unseen[(unseen["mix"] == "dose-s0") & (unseen["eval_set"] == "tumour")].iloc[0]
+    assert row["unseen_types"] == "Malignant" and row["n_unseen"] > 0
+    from matplotlib.image import imread
+
+    assert imread(tmp_path / targets[1]).shape[0] > 200
