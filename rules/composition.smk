@@ -12,7 +12,11 @@ COMPOSITION_TABLES = {
 }
 COMPOSITION_FIGURES = [
     *expand("results/summary/composition/{sweep}.png", sweep=SWEEP_KINDS),
-    *(["results/summary/composition/effects_heatmap.png"] if SHARE_SWEEPS else []),
+    *(
+        [f"results/summary/composition/{composition.HEATMAP}.png"]
+        if SHARE_SWEEPS
+        else []
+    ),
 ]
 
 
@@ -69,7 +73,7 @@ rule plot_composition:
     log:
         "logs/summary/composition/{figure}.log",
     wildcard_constraints:
-        figure=one_of_pattern([*SWEEP_KINDS, "effects_heatmap"]),
+        figure=one_of_pattern([*SWEEP_KINDS, composition.HEATMAP]),
     conda:
         "../envs/plot.yaml"
     params:

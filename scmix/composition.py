@@ -27,6 +27,8 @@ from collections.abc import Mapping
 
 SHARE = "share"
 SIZE = "size"
+# the figure of every share sweep together, beside one figure per sweep: no sweep may have its name
+HEATMAP = "effects_heatmap"
 
 
 class SweepError(ValueError):
@@ -87,6 +89,8 @@ def sweep_points(sweeps: Mapping | None) -> list[dict]:
     recipe and reference. A share-0 point appears once per added dataset (one mix)."""
     points = []
     for sweep, spec in (sweeps or {}).items():
+        if sweep == HEATMAP:
+            raise SweepError(f"config: mix_sweeps.{sweep}: the name is the effects heatmap's; rename the sweep")
         kind = _kind(sweep, spec)
         values = spec["shares"] if kind == SHARE else spec["sizes"]
         if len(set(map(float, values))) != len(values) or len(values) < 2:

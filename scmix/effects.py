@@ -42,6 +42,10 @@ HELPS, HURTS, NO_EFFECT, NOT_TESTED, REFERENCE = "helps", "hurts", "no detectabl
 # eval-cell labels that are no cell type (a dataset without labels, a label a mix's manifest writes as missing)
 UNLABELLED = {"unknown", "NA", "nan", ""}
 _CHUNK = 256  # bootstrap replicates drawn at a time
+# the columns of composition_effects.tsv
+COLUMNS = ["model", "eval_set", "cell_type", "metric", "sweep", "kind", "added", "share", "total_cells", "mix",
+           "reference", "n_seeds", "n_cells", "mean", "seed_sd", "reference_mean", "delta", "ci_low", "ci_high",
+           "p_value", "verdict"]  # fmt: skip
 
 
 def seed_p_value(per_seed: np.ndarray) -> float:
@@ -186,10 +190,7 @@ def composition_effects(cells: pd.DataFrame, points: Iterable[Mapping], *, confi
                         row.update(paired_effect(a, r, confidence=confidence, n_boot=n_boot, rng=rng))
                     rows.append(row)
         log.info("effects of model %s on eval set %s: %d rows so far", model, eval_set, len(rows))
-    columns = ["model", "eval_set", "cell_type", "metric", "sweep", "kind", "added", "share", "total_cells", "mix",
-               "reference", "n_seeds", "n_cells", "mean", "seed_sd", "reference_mean", "delta", "ci_low", "ci_high",
-               "p_value", "verdict"]  # fmt: skip
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -23,6 +23,10 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from scmix.effects import COLUMNS as EFFECT_COLUMNS  # noqa: E402
+from scmix.effects import HELPS, HURTS  # noqa: E402
+from scmix.effects import METRICS as EFFECT_METRICS  # noqa: E402
+
 DPI = 120
 MAX_FIGSIZE = (24.0, 18.0)  # inches; larger grids shrink their panels instead of growing further
 MAX_LEGEND_ENTRIES = 30
@@ -825,19 +829,11 @@ def qc_scatter(
 # ---------------------------------------------------------------------------------------------------------------
 # composition effects (composition_effects.tsv: each sweep point against its reference)
 
-# metric names of composition_effects.tsv; METRIC_LABELS names the summary columns
-COMPOSITION_LABELS = {
-    "pearson": "mean per-cell Pearson r",
-    "marginal_ll": METRIC_LABELS["marginal_ll"],
-}
-SIGNIFICANT_VERDICTS = ("helps", "hurts")
-EFFECT_COLUMNS = ["model", "eval_set", "cell_type", "metric", "sweep", "kind", "added", "share", "total_cells", "mix",
-                  "reference", "n_seeds", "n_cells", "mean", "seed_sd", "reference_mean", "delta", "ci_low", "ci_high",
-                  "p_value", "verdict"]  # fmt: skip
+SIGNIFICANT_VERDICTS = (HELPS, HURTS)
 
 
 def _composition_label(metric: str) -> str:
-    return COMPOSITION_LABELS.get(metric, METRIC_LABELS.get(metric, metric))
+    return METRIC_LABELS.get(metric, EFFECT_METRICS.get(metric, metric))
 
 
 def _composition_rows(effects: pd.DataFrame, metric: str, kind: str, sweep: str | None, *numeric: str) -> pd.DataFrame:

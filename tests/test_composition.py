@@ -81,6 +81,7 @@ def test_a_malformed_sweep_fails_validation_naming_it(sweep, message):
          "expands to the mix 'dose-s0', which mixes already names"),
         (lambda c: c["mix_sweeps"]["dose"].update(shares=[0, 0.1234561, 0.1234562]), "round to the one name"),
         (lambda c: c.update(mixes={}, mix_sweeps={}), "the study has no mix"),
+        (lambda c: c["mix_sweeps"].update(effects_heatmap=c["mix_sweeps"]["dose"]), "the effects heatmap's"),
     ],
 )  # fmt: skip
 def test_sweep_cross_references_fail_with_one_message(edit, message):
