@@ -1,11 +1,12 @@
 # Stage 6: each trained model on the held-out cells. Rule evaluate, one job per model, mix and seed over every eval
-# set (one interpreter and model load): reconstruction, likelihood and per-gene fit (a set of tables per eval set),
+# set (one interpreter and model load): reconstruction, likelihood, per-gene fit and posterior-predictive checks
+# (a set of tables per eval set),
 # and the latent space of all eval sets together (posterior means, silhouettes, the UMAP of the first seed).
 # Rule synthetic: synthetic-data utility (conditional models, per eval set).
 
 
 EVAL_PREFIX = "results/eval/{model}/{mix}/seed{seed}/{eval_set}"
-EVAL_TABLES = ["cells", "summary", "likelihood", "genes", "gene_summary"]
+EVAL_TABLES = ["cells", "summary", "likelihood", "genes", "gene_summary", "ppc"]
 
 
 rule evaluate:
@@ -37,6 +38,7 @@ rule evaluate:
         reconstruction_genes=EVALUATION["reconstruction_genes"],
         n_top_genes=EVALUATION["n_top_genes"],
         likelihood_samples=EVALUATION["likelihood_samples"],
+        ppc_genes=EVALUATION["ppc_genes"],
         min_gene_overlap=EVALUATION["min_gene_overlap"],
         chunk_cells=EVALUATION["chunk_cells"],
         latent_keys=EVALUATION["latent"]["keys"],
@@ -69,6 +71,7 @@ rule synthetic:
     params:
         # the synthetic block less eval_sets (which jobs exist) and label_map (an input)
         label_key=SYNTHETIC["label_key"],
+        generation=SYNTHETIC["generation"],
         cells_per_label=SYNTHETIC["cells_per_label"],
         n_features=SYNTHETIC["n_features"],
         max_train_cells=SYNTHETIC["max_train_cells"],

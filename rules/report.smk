@@ -5,6 +5,7 @@ SUMMARY_TABLES = {
     "reconstruction_accuracy": per_job(f"{EVAL_PREFIX}.summary.tsv"),
     "heldout_likelihood": per_job(f"{EVAL_PREFIX}.likelihood.tsv"),
     "gene_fit": per_job(f"{EVAL_PREFIX}.gene_summary.tsv"),
+    "posterior_checks": per_job(f"{EVAL_PREFIX}.ppc.tsv"),
     "latent_scores": per_job("results/latent/{model}/{mix}/seed{seed}/scores.tsv"),
 }
 if SYNTHETIC_MODELS:
@@ -17,6 +18,7 @@ SUMMARY_CAPTIONS = {
     "reconstruction_accuracy": "Reconstruction accuracy",
     "heldout_likelihood": "Held-out likelihood",
     "gene_fit": "Per-gene fit and zero calibration",
+    "posterior_checks": "Posterior-predictive checks",
     "latent_scores": "Latent space",
     "synthetic_utility": "Synthetic-data utility",
 }
@@ -26,6 +28,7 @@ SUMMARY_FIGURES = [
     "results/summary/heldout_likelihood.png",
     "results/summary/training_curves.png",
     "results/summary/zero_calibration.png",
+    "results/summary/posterior_checks.png",
     *expand("results/summary/celltype_accuracy/{model}.png", model=MODELS),
     *expand(
         "results/latent/{model}/{mix}/seed{seed}/umap.png",
@@ -148,6 +151,24 @@ rule plot_zero_calibration:
         "../envs/plot.yaml"
     script:
         "../scripts/plot_zero_calibration.py"
+
+
+rule plot_posterior_checks:
+    input:
+        tsv="results/summary/posterior_checks.tsv",
+        code=script_code("plot_posterior_checks.py"),
+    output:
+        png=report(
+            "results/summary/posterior_checks.png",
+            caption="../report/posterior_checks.rst",
+            category="Posterior-predictive checks",
+        ),
+    log:
+        "logs/summary/posterior_checks_plot.log",
+    conda:
+        "../envs/plot.yaml"
+    script:
+        "../scripts/plot_posterior_checks.py"
 
 
 rule plot_synthetic:

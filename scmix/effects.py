@@ -32,20 +32,11 @@ import pandas as pd
 from scipy import stats
 
 from scmix import composition
+from scmix.effect_table import ALL_CELLS, COLUMNS, HELPS, HURTS, METRICS, NO_EFFECT, NOT_TESTED, REFERENCE, UNLABELLED
 
 log = logging.getLogger("scmix.effects")
 
-# per-cell metrics of the evaluate rule's cells tables, both better when higher
-METRICS = {"pearson": "mean per-cell Pearson r", "marginal_ll": "held-out log p(x) per cell"}
-ALL_CELLS = "all"
-HELPS, HURTS, NO_EFFECT, NOT_TESTED, REFERENCE = "helps", "hurts", "no detectable effect", "not tested", "reference"
-# eval-cell labels that are no cell type (a dataset without labels, a label a mix's manifest writes as missing)
-UNLABELLED = {"unknown", "NA", "nan", ""}
 _CHUNK = 256  # bootstrap replicates drawn at a time
-# the columns of composition_effects.tsv
-COLUMNS = ["model", "eval_set", "cell_type", "metric", "sweep", "kind", "added", "share", "total_cells", "mix",
-           "reference", "n_seeds", "n_cells", "mean", "seed_sd", "reference_mean", "delta", "ci_low", "ci_high",
-           "p_value", "verdict"]  # fmt: skip
 
 
 def seed_p_value(per_seed: np.ndarray) -> float:

@@ -23,9 +23,9 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from scmix.effects import COLUMNS as EFFECT_COLUMNS  # noqa: E402
-from scmix.effects import HELPS, HURTS  # noqa: E402
-from scmix.effects import METRICS as EFFECT_METRICS  # noqa: E402
+from scmix.effect_table import COLUMNS as EFFECT_COLUMNS  # noqa: E402
+from scmix.effect_table import HELPS, HURTS  # noqa: E402
+from scmix.effect_table import METRICS as EFFECT_METRICS  # noqa: E402
 
 DPI = 120
 MAX_FIGSIZE = (24.0, 18.0)  # inches; larger grids shrink their panels instead of growing further
@@ -1071,3 +1071,55 @@ def effects_heatmap(effects: pd.DataFrame, path, metric: str = "pearson") -> pd.
     fig.suptitle(f"{title}\n(all cells; * helps or hurts)", fontsize=11)
     _save(fig, path)
     return rows
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# posterior-predictive checks (posterior_checks.tsv)
+
+# the checks drawn, and whether higher is better
+POSTERIOR_CHECKS = {"mean_corr": True, "zero_fraction_mae": False, "library_ks": False, "corr_distance": False}
+POSTERIOR_CHECK_LABELS = {
+    "mean_corr": "gene means: r (log1p)",
+    "zero_fraction_mae": "zero fractions: MAE",
+    "library_ks": "library sizes: KS",
+    "corr_distance": "gene-gene correlations: distance",
+}
+
+
+def posterior_checks(table: pd.DataFrame, path) -> dict[tuple[str, str], pd.DataFrame]:
+    """Heatmaps mix (rows) x eval set (columns) of four posterior-predictive checks (columns), one row of panels per
+    model: each cell the mean over seeds, coloured within its check so that the bright end is better. Returns
+    ``{(model, check): mean pivot}``."""
+    checks = [c for c in POSTERIOR_CHECKS if c in table]
+    data = _as_str(_finite(table, *checks), "model", "mix", "eval_set") if checks else table.iloc[0:0]
+    if data.empty:
+        _empty_figure(path, "Posterior-predictive checks", "no count model was checked (no finite values)")
+        return {}
+    models = sorted(data["model"].unique())
+    mixes, evals = sorted(data["mix"].unique()), sorted(data["eval_set"].unique())
+    w = max(2.6, 0.55 * len(evals) + 1.2)
+    h = max(1.8, 0.4 * len(mixes) + 0.9)
+    fig, axes = plt.subplots(len(models), len(checks), squeeze=False,
+                             figsize=_figsize(len(checks), len(models), w, h, extra_w=1.5, extra_h=0.6))  # fmt: skip
+    out = {}
+    for j, check in enumerate(checks):
+        means = data.groupby(["model", "mix", "eval_set"], observed=True)[check].mean()
+        lo, hi = float(means.min()), float(means.max())
+        cmap = plt.get_cmap("viridis" if POSTERIOR_CHECKS[check] else "viridis_r")
+        for i, model in enumerate(models):
+            ax = axes[i, j]
+            pivot = means.loc[model].unstack("eval_set").reindex(index=mixes, columns=evals)
+            out[(model, check)] = pivot
+            ax.imshow(pivot.to_numpy(dtype=float), cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1e-9,
+                      aspect="auto")  # fmt: skip
+            for (r, c), v in np.ndenumerate(pivot.to_numpy(dtype=float)):
+                if np.isfinite(v):
+                    rgba = cmap((v - lo) / (hi - lo) if hi > lo else 0.5)
+                    ax.text(c, r, f"{v:.3f}", ha="center", va="center", fontsize=7, color=_text_colour(rgba))
+            _label_ticks(ax, "x", range(len(evals)), evals if i == len(models) - 1 else [""] * len(evals))
+            _label_ticks(ax, "y", range(len(mixes)), mixes if j == 0 else [""] * len(mixes))
+            ax.set_title(f"{model}: {POSTERIOR_CHECK_LABELS[check]}", fontsize=8)
+    fig.suptitle("Posterior-predictive checks: real held-out cells against one replicate of each "
+                 "(mean over seeds; bright = closer)", fontsize=9)  # fmt: skip
+    _save(fig, path)
+    return out

@@ -253,6 +253,24 @@ class ScviModel(TrainedModel):
             px = module.generative(**module._get_generative_input(tensors, inference))["px"]
             yield what(px, tensors).detach().cpu().numpy().astype(np.float64)
 
+    def posterior_predictive(self, cells, *, chunk_cells: int = 2048, seed: int = 0):
+        """One replicate of every cell, as scvi-tools' posterior predictive draws it (z and a learned library from
+        their posteriors, counts from px), a chunk of cells at a time: yields (first row, cells x genes array)."""
+        import scvi
+
+        cells = self.prepare(cells)
+        adata = self._data(cells)
+        scvi.settings.seed = int(seed)
+        module, start = self.module, 0
+        with torch.inference_mode():
+            for tensors in self._loader(adata, chunk_cells):
+                tensors = {k: v.to(module.device) if torch.is_tensor(v) else v for k, v in tensors.items()}
+                inference = module.inference(**module._get_inference_input(tensors))
+                px = module.generative(**module._get_generative_input(tensors, inference))["px"]
+                draw = px.sample().cpu().numpy()
+                yield start, draw
+                start += len(draw)
+
     def latent(self, cells, *, batch_size: int = 1024) -> np.ndarray:
         adata = self._data(self.prepare(cells))
         return np.asarray(self.scvi.get_latent_representation(adata, batch_size=batch_size), dtype=np.float64)
@@ -289,7 +307,7 @@ class ScviModel(TrainedModel):
             total += p0
         return total / cells.n_cells if cells.n_cells else np.full(len(self.genes), np.nan)
 
-    def generate(self, obs, label_key, n_per_label, *, seed=0):
+    def generate(self, obs, label_key, n_per_label, *, seed=0, mode="prior", cells=None, batch_size=1024):
         raise ValueError(f"model '{self.name}' ({self.architecture}) is not conditioned on '{label_key}'; scvi-tools "
                          f"models here generate no labelled cells")  # fmt: skip
 

@@ -7,7 +7,8 @@ Three settings, each scored with an XGBoost classifier on log1p(CP10k) features:
 * ``synthetic_to_real``: trained on synthetic cells, tested on real held-out cells (can it stand in for real data?).
 Scores: precision, recall, F1 and support per class, macro and micro F1 (sklearn). ``discriminator_auc`` is the
 cross-validated ROC AUC of a classifier separating real held-out from synthetic cells (0.5 = indistinguishable).
-No torch here: the synthetic cells come from ``TrainedModel.generate`` (scmix.trained).
+No torch here: the synthetic cells come from ``TrainedModel.generate`` (scmix.trained); ``judge`` makes and scores
+them as the rule does.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import LabelEncoder
 
 from scmix.errors import ScmixInputError
+from scmix.evaluate import sparse_log1p_cp10k, top_variable_genes
 
 log = logging.getLogger("scmix.synthetic")
 
@@ -122,9 +124,10 @@ def utility(real_train, y_train, real_test, y_test, synth, y_synth, *, seed: int
     return pd.concat(parts, ignore_index=True)
 
 
-def discriminator_auc(real, synth, *, seed: int = 0, folds: int = 5, device: str = "cpu", n_jobs: int = 1,
-                      **params) -> float:  # fmt: skip
-    """Out-of-fold ROC AUC of an XGBoost classifier telling real (0) from synthetic (1) cells.
+def discriminator(real, synth, *, seed: int = 0, folds: int = 5, device: str = "cpu", n_jobs: int = 1,
+                  **params) -> tuple[float, np.ndarray]:  # fmt: skip
+    """Out-of-fold ROC AUC of an XGBoost classifier telling real (0) from synthetic (1) cells, and the mean over
+    folds of its feature importances (XGBoost's gain, summing to 1): the features that tell the two apart.
 
     The larger group is subsampled to the size of the smaller so the two are balanced; NaN with fewer
     cells than folds."""
@@ -132,13 +135,73 @@ def discriminator_auc(real, synth, *, seed: int = 0, folds: int = 5, device: str
     n = min(real.shape[0], synth.shape[0])
     if n < folds:
         log.warning("the discriminator needs at least %d real and synthetic cells, got %d: AUC not scored", folds, n)
-        return float("nan")
+        return float("nan"), np.full(real.shape[1], np.nan)
     real = real[np.sort(rng.choice(real.shape[0], n, replace=False))]
     synth = synth[np.sort(rng.choice(synth.shape[0], n, replace=False))]
     X = np.vstack([real, synth])
     y = np.r_[np.zeros(n, dtype=int), np.ones(n, dtype=int)]
     scores = np.zeros(len(y))
+    importance = np.zeros(X.shape[1])
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
         clf = make_classifier(seed, 2, device=device, n_jobs=n_jobs, **params).fit(X[train], y[train])
         scores[test] = clf.predict_proba(X[test])[:, 1]
-    return float(roc_auc_score(y, scores))
+        importance += np.asarray(clf.feature_importances_, dtype=float) / folds
+    return float(roc_auc_score(y, scores)), importance
+
+
+def discriminator_auc(real, synth, **kwargs) -> float:
+    """The AUC of :func:`discriminator`."""
+    return discriminator(real, synth, **kwargs)[0]
+
+
+# the discriminator's most informative genes, in the table and the log
+N_TOP_FEATURES = 10
+
+
+def judge(model, train_cells, y_train, held_counts, y_held, *, label_key: str, cells_per_label: int, n_features: int,
+          max_train_cells: int | None, generation: str, seed: int = 0, label_map: Mapping[str, str] | None = None,
+          label_map_path=None, device: str = "cpu", n_jobs: int = 1, per_label_library: bool = True,
+          names: Mapping[str, str] | None = None) -> pd.DataFrame:  # fmt: skip
+    """The synthetic-data utility of one conditional model on one eval set, as the rule synthetic writes it (long:
+    level, setting, class, metric, value): ``model`` generates ``cells_per_label`` cells per label
+    (``TrainedModel.generate`` in mode ``generation``, libraries from ``train_cells``, or from the model's library
+    prior without ``per_label_library``); the three settings at the fine level (and the coarse one with
+    ``label_map``); the discriminator's AUC and its ``N_TOP_FEATURES`` most informative genes (``importance``).
+    ``train_cells``: the model's prepared training cells; ``held_counts``: the eval set's counts on the model's
+    genes; ``names``: model, mix and dataset, for messages."""
+    names = dict(names or {})
+    X_synth, y_synth = model.generate(train_cells.obs, label_key, cells_per_label, seed=seed, mode=generation,
+                                      cells=train_cells if per_label_library else None)  # fmt: skip
+    log_train = sparse_log1p_cp10k(train_cells.counts)  # per cell: its rows are those of any subset of the cells
+    features = top_variable_genes(log_train, n_features)  # the classifier's genes, over all training cells
+    rows = classifier_rows(len(y_train), max_train_cells, seed)
+    y_train = np.asarray(y_train)[rows]
+    logs = (log_train[rows], sparse_log1p_cp10k(held_counts), sparse_log1p_cp10k(X_synth))
+    real_train, real_held, synth = (feature_matrix(logx, features) for logx in logs)
+    log.info("%d real training (of %d), %d real held-out, %d synthetic cells (%d per label, %s generation); %d "
+             "feature genes", len(y_train), train_cells.n_cells, len(y_held), len(y_synth), cells_per_label,
+             generation, len(features))  # fmt: skip
+    levels = [("fine", y_train, y_held, y_synth)]
+    if label_map is not None:
+        named = ((y_train, {"mix": names.get("mix")}), (y_held, {"dataset": names.get("dataset")}),
+                 (y_synth, {"model": names.get("model")}))  # fmt: skip
+        levels.append(("coarse", *(coarse_labels(y, label_map, path=label_map_path, **d) for y, d in named)))
+    parts = []
+    for level, a, b, c in levels:
+        scores = utility(real_train, a, real_held, b, synth, c, seed=seed, device=device, n_jobs=n_jobs)
+        scores.insert(0, "level", level)
+        parts.append(scores)
+        macro = scores.query("`class` == 'macro' and metric == 'f1'").set_index("setting")["value"]
+        log.info("%s level macro F1: real->real %.3f, real->synthetic %.3f, synthetic->real %.3f", level,
+                 macro["real_to_real"], macro["real_to_synthetic"], macro["synthetic_to_real"])  # fmt: skip
+    shared = pd.Series(y_held).isin(set(y_synth)).to_numpy()
+    auc, importance = discriminator(real_held[shared], synth, seed=seed, device=device, n_jobs=n_jobs)
+    top = np.argsort(-np.nan_to_num(importance), kind="stable")[:N_TOP_FEATURES]
+    genes = [str(g) for g in model.genes[features[top]]]
+    log.info("real-vs-synthetic discriminator AUC %.3f (0.5 = indistinguishable); its most informative genes: %s",
+             auc, ", ".join(f"{g} {v:.3f}" for g, v in zip(genes, importance[top], strict=True)))  # fmt: skip
+    rows = [{"level": "all", "setting": "discriminator", "class": "all", "metric": "auc", "value": auc}]
+    rows += [{"level": "all", "setting": "discriminator", "class": g, "metric": "importance", "value": float(v)}
+             for g, v in zip(genes, importance[top], strict=True)]  # fmt: skip
+    parts.append(pd.DataFrame(rows))
+    return pd.concat(parts, ignore_index=True)

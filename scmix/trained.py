@@ -10,7 +10,9 @@ Ensembl IDs; genes the cells lack are zero-padded), checks that the counts are r
 * ``heldout_likelihood(cells, n_samples)``: per cell, reconstruction NLL at the posterior mean, a Monte Carlo
   ELBO and the importance-sampled log p(x), summed per cell in float64;
 * ``zero_probability(cells)``: per gene, the model's mean P(x = 0) over the cells;
-* ``generate(obs, label_key, n_per_label)``: synthetic cells of each label a conditional model knows;
+* ``generate(obs, label_key, n_per_label, mode=, cells=)``: synthetic cells of each label a conditional model
+  knows, z from the prior, the label's aggregate posterior or each drawn cell's posterior;
+* ``posterior_predictive(cells)``: one replicate of each cell, z ~ q(z | x), counts from the likelihood;
 * ``loadings()``: the gene x latent weights of a linear decoder; ``save(path)``.
 
 Every method also takes an AnnData and prepares it first. Models of scvi-tools (``architecture: scvi`` or
@@ -35,6 +37,9 @@ from scmix.io import check_integer_counts
 from scmix.modeldata import cell_data, encode
 from scmix.models import build_model
 from scmix.modelspec import SCVI_ARCHITECTURES
+
+# where generate() draws z from (its docstring); the config's evaluation.synthetic.generation
+GENERATION_MODES = ("posterior", "aggregate", "prior")
 
 
 @dataclass
@@ -195,6 +200,19 @@ class TrainedModel:
                     out = transforms.to_proportions(out, self.spec["transform"], part, gene_totals=gene_totals)
                 yield start, out if library_size == 1 else out * library_size
 
+    def posterior_predictive(self, cells, *, chunk_cells: int = 2048, seed: int = 0):
+        """One replicate of every cell (z ~ q(z | x), counts from the likelihood; see the module's
+        ``posterior_predictive``), ``chunk_cells`` cells at a time: yields (first row, replicate counts as a
+        cells x genes array) in cell order. Count models only."""
+        cells = self.prepare(cells)
+        if not self.counts_model:
+            raise ValueError(f"model '{self.name}' models transformed values, not counts: no replicates to draw")
+        data, gen = self._data(cells), self._generator(seed)
+        torch.manual_seed(int(seed))
+        with torch.no_grad():
+            for start, b in zip(range(0, cells.n_cells, chunk_cells), data.batches(chunk_cells), strict=True):
+                yield start, self.module.posterior_predictive(b, generator=gen).cpu().numpy()
+
     def latent(self, cells, *, batch_size: int = 1024) -> np.ndarray:
         """Posterior means of z (cells x n_latent)."""
         data = self._data(self.prepare(cells))
@@ -244,23 +262,71 @@ class TrainedModel:
                              f"(conditions: {list(self.categories)})")  # fmt: skip
         return self.categories[label_key]
 
-    def generate(self, obs: pd.DataFrame, label_key: str, n_per_label: int, *,
-                 seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray]:  # fmt: skip
-        """``n_per_label`` synthetic cells (counts, labels) for each ``label_key`` category the model was
-        trained on. The model's other conditions (donor, batch, dataset, ...) are drawn, per label, from the
-        cells of ``obs`` (the training cells) with that label, so each synthetic cell has a combination of
-        conditions that occurred there. The library size comes from the model's log-normal library prior."""
+    def generate(self, obs: pd.DataFrame, label_key: str, n_per_label: int, *, seed: int = 0, mode: str = "prior",
+                 cells=None, batch_size: int = 1024) -> tuple[sp.csr_matrix, np.ndarray]:  # fmt: skip
+        """``n_per_label`` synthetic cells (counts, labels) for each ``label_key`` category the model was trained on.
+
+        For each label, ``n_per_label`` training cells of that label are drawn with replacement from ``obs``; each
+        synthetic cell takes the model's other conditions (donor, batch, dataset, ...) from its drawn cell, so it
+        has a combination that occurred there. ``mode`` (``GENERATION_MODES``) says where z comes from:
+
+        - ``prior``: p(z);
+        - ``aggregate``: a Gaussian fitted to the label's aggregate posterior: the mean of its training cells'
+          posterior means, and their covariance plus the mean posterior variance (the moments of the mixture of
+          the cells' q(z | x));
+        - ``posterior``: q(z | x) of the drawn cell itself (the posterior predictive).
+
+        With ``cells`` (the training cells of ``obs``, prepared) each synthetic cell has the library size of its
+        drawn cell (or, in ``posterior`` mode with a latent library, a draw of that cell's q(log l | x)), so
+        libraries follow each label and condition as the training cells show them; without ``cells`` (``prior``
+        only) the library comes from the model's log-normal prior for every label. Counts are drawn from the
+        model's likelihood."""
+        if mode not in GENERATION_MODES:
+            raise ValueError(f"generation mode {mode!r} is not one of {GENERATION_MODES}")
+        if cells is None and mode != "prior":
+            raise ValueError(f"generation mode {mode!r} needs the training cells (cells=...)")
         vocab = self._label_vocab(label_key)
         torch.manual_seed(int(seed))
-        rng = np.random.default_rng(seed)
+        gen, rng = self._generator(seed), np.random.default_rng(seed)
         labels = obs[label_key].astype(str).to_numpy()
+        if cells is not None:
+            cells = self.prepare(cells)
+            if cells.n_cells != len(obs):
+                raise ValueError(f"cells has {cells.n_cells} cells but obs {len(obs)}: pass the cells of obs")
+            library = np.asarray(cells.counts.sum(axis=1), dtype=np.float64).ravel()
         blocks, out_labels = [], []
         for label in vocab:
-            rows = rng.choice(np.flatnonzero(labels == label), size=n_per_label, replace=True)
-            codes = torch.as_tensor(encode(obs.iloc[rows], self.categories), device=self.device)
-            blocks.append(sp.csr_matrix(self.module.generate(n_per_label, codes=codes).cpu().numpy()))
+            members = np.flatnonzero(labels == label)
+            rows = np.sort(rng.choice(members, size=n_per_label, replace=True))
+            if mode == "posterior":
+                picked = self._data(Cells(cells.counts[rows], obs.iloc[rows], 1.0, f"{label} cells"))
+                with torch.no_grad():
+                    parts = [self.module.posterior_predictive(b, generator=gen) for b in picked.batches(batch_size)]
+                blocks.append(sp.csr_matrix(torch.cat(parts).cpu().numpy()))
+            else:
+                codes = torch.as_tensor(encode(obs.iloc[rows], self.categories), device=self.device)
+                z = None
+                if mode == "aggregate":
+                    z = self._aggregate_draws(Cells(cells.counts[members], obs.iloc[members], 1.0, label),
+                                              n_per_label, rng, batch_size)  # fmt: skip
+                lib = None if cells is None or not self.counts_model else library[rows]
+                blocks.append(sp.csr_matrix(self.module.generate(n_per_label, codes=codes, library=lib,
+                                                                 z=z).cpu().numpy()))  # fmt: skip
             out_labels += [label] * n_per_label
         return sp.vstack(blocks).tocsr(), np.asarray(out_labels)
+
+    def _aggregate_draws(self, cells: Cells, n: int, rng: np.random.Generator, batch_size: int) -> np.ndarray:
+        """``n`` draws of z from a Gaussian with the moments of the cells' aggregate posterior."""
+        means, variances = [], []
+        with torch.no_grad():
+            for b in self._data(cells).batches(batch_size):
+                m, v = self.module.posterior(b)
+                means.append(m.double().cpu().numpy())
+                variances.append(v.double().cpu().numpy())
+        mean, var = np.concatenate(means), np.concatenate(variances)
+        cov = (np.cov(mean, rowvar=False, bias=True) if len(mean) > 1 else np.zeros((mean.shape[1],) * 2)) + np.diag(
+            var.mean(0))  # fmt: skip
+        return rng.multivariate_normal(mean.mean(0), cov, size=n).astype(np.float32)
 
     def loadings(self) -> pd.DataFrame:
         """Gene x latent weights (columns z0, z1, ...) of a linear decoder (LDVAE)."""

@@ -15,12 +15,13 @@ from scmix import rulecall
 from scmix.evaluate import evaluate_cells, gene_fit_summary, likelihood_summary, summarise
 from scmix.io import read_h5ad, write_h5ad, write_table
 from scmix.latent import latent_scores, umap_coordinates
+from scmix.ppc import CHECKS, CheckAccumulator, top_variable
 from scmix.train import resolve_device
 from scmix.trained import latent_adata, load
 
 
 def evaluate_set(model, adata, cells, eval_set, keys, p):
-    """The five tables of one eval set, by name (the rule's outputs)."""
+    """The six tables of one eval set, by name (the rule's outputs)."""
     seed = keys["seed"]
     sample = p.reconstruction == "sample"
     per_cell, fit = evaluate_cells(model, cells, n_top_genes=p.n_top_genes, genes=p.reconstruction_genes,
@@ -38,6 +39,7 @@ def evaluate_set(model, adata, cells, eval_set, keys, p):
     likelihood.insert(4, "likelihood", model.likelihood)
     likelihood["n_samples"] = p.likelihood_samples
 
+    checks = posterior_check(model, cells, keys, p)
     genes = fit.table(model.zero_probability(cells, batch_size=p.chunk_cells))
     genes.insert(0, "gene", list(model.genes))
     logging.info(
@@ -50,7 +52,24 @@ def evaluate_set(model, adata, cells, eval_set, keys, p):
         (genes["observed_zero_fraction"] - genes["expected_zero_fraction"]).mean(),
     )  # fmt: skip
     return {"cells": per_cell, "summary": summary, "likelihood": likelihood, "genes": genes,
-            "gene_summary": gene_fit_summary(genes, keys)}  # fmt: skip
+            "gene_summary": gene_fit_summary(genes, keys), "ppc": checks}  # fmt: skip
+
+
+def posterior_check(model, cells, keys, p) -> pd.DataFrame:
+    """One row: the posterior-predictive checks of a count model on the eval set's cells (one replicate of each
+    cell against the cell; scmix.ppc), NaN for a model of transformed values."""
+    row = dict(keys)
+    if model.counts_model:
+        acc = CheckAccumulator(len(model.genes), top_variable(cells.counts, p.ppc_genes, chunk_cells=p.chunk_cells))
+        for start, replicate in model.posterior_predictive(cells, chunk_cells=p.chunk_cells, seed=keys["seed"]):
+            acc.add(cells.counts[start : start + len(replicate)], replicate)
+        row.update(acc.summary())
+        logging.info("posterior-predictive check on %s: gene means r %.3f, zero fractions MAE %.4f, library KS %.3f, "
+                     "gene-gene correlation distance %.3f (%d genes)", keys["eval_set"], row["mean_corr"],
+                     row["zero_fraction_mae"], row["library_ks"], row["corr_distance"], row["n_top_genes"])  # fmt: skip
+    else:
+        row.update(dict.fromkeys(CHECKS, np.nan))
+    return pd.DataFrame([row])
 
 
 def latent_obs(adata, eval_set, keys) -> pd.DataFrame:

@@ -228,6 +228,7 @@ def test_every_default_has_one_home():
 
 def test_every_allowed_value_is_the_packages():
     from scmix import modelspec, settings
+    from scmix.trained import GENERATION_MODES
 
     schema = yaml.safe_load(SCHEMA.read_text())
     model = schema["definitions"]["model_settings"]["properties"]
@@ -246,6 +247,10 @@ def test_every_allowed_value_is_the_packages():
         "sweeps.transforms": (sweep["transforms"]["items"]["enum"], modelspec.TRANSFORMS),
         "qc.mode": (schema["definitions"]["qc"]["properties"]["mode"]["enum"], settings.QC_MODES),
         "split.method": (schema["definitions"]["split"]["properties"]["method"]["enum"], settings.SPLIT_METHODS),
+        "synthetic.generation": (
+            schema["properties"]["evaluation"]["properties"]["synthetic"]["properties"]["generation"]["enum"],
+            GENERATION_MODES,
+        ),
     }
     for key, (allowed, package) in pairs.items():
         assert tuple(allowed) == tuple(package), key

@@ -250,6 +250,29 @@ class VAE(nn.Module):
         return self._encode(batch)[2]
 
     @torch.no_grad()
+    def posterior(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of q(z | x) per cell."""
+        _, _, mean, logvar = self._encode(batch)
+        return mean, torch.exp(logvar)
+
+    @torch.no_grad()
+    def posterior_predictive(self, batch: Batch, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One replicate of each cell: z ~ q(z | x) (and log l ~ q(log l | x) for a latent library; the observed
+        library otherwise), decoded with the cell's conditions, counts drawn from the likelihood (scvi-tools'
+        posterior predictive). Count models only; the count draws use torch's global generator."""
+        if not self.counts_model:
+            raise ValueError("a Gaussian model has no count likelihood to sample replicates from")
+        emb, x_in, mean, logvar = self._encode(batch)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator, device=mean.device)
+        if self.library == "observed":
+            log_l = self._observed_log_library(batch)
+        else:
+            l_mean, l_logvar = self._library_posterior(x_in)
+            log_l = l_mean + torch.exp(0.5 * l_logvar) * torch.randn(l_mean.shape, generator=generator,
+                                                                     device=l_mean.device)  # fmt: skip
+        return self.lik.sample(batch, self.decode(z, emb), log_l)
+
+    @torch.no_grad()
     def normalised_expression(self, batch: Batch | torch.Tensor) -> torch.Tensor:
         """Decoder proportions rho at the posterior mean of z (rows sum to one); count models only."""
         if isinstance(batch, torch.Tensor):
@@ -325,12 +348,15 @@ class VAE(nn.Module):
         return self.px.weight[:, : self.n_latent].detach()
 
     @torch.no_grad()
-    def generate(self, n: int, codes: torch.Tensor | None = None, library: torch.Tensor | None = None):
-        """Draw ``n`` cells from the generative model: z from the prior, the library from its log-normal prior
-        (or ``library``), then counts from the likelihood (values in the transformed space for Gaussian).
-        ``codes``: (n, n_covariates) category codes (1-based; 0 = unknown) for a conditional model."""
+    def generate(self, n: int, codes: torch.Tensor | None = None, library: torch.Tensor | None = None,
+                 z: torch.Tensor | None = None):  # fmt: skip
+        """Draw ``n`` cells from the generative model: z from the prior (or ``z``), the library from its
+        log-normal prior (or ``library``), then counts from the likelihood (values in the transformed space for
+        Gaussian). ``codes``: (n, n_covariates) category codes (1-based; 0 = unknown) for a conditional model."""
         device = self.px.weight.device
-        if self.prior == "normal":
+        if z is not None:
+            z = torch.as_tensor(z, dtype=torch.float32, device=device).reshape(n, self.n_latent)
+        elif self.prior == "normal":
             z = torch.randn(n, self.n_latent, device=device)
         else:
             comp = torch.multinomial(torch.softmax(self.prior_logits, 0), n, replacement=True)
