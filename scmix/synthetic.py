@@ -124,20 +124,41 @@ def utility(real_train, y_train, real_test, y_test, synth, y_synth, *, seed: int
     return pd.concat(parts, ignore_index=True)
 
 
+def matched_rows(y_real, y_synth, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the real and of the synthetic cells with the same number of cells of every label (the smaller
+    count of the two, drawn without replacement), so that a discriminator cannot tell them apart by how common
+    each label is (synthetic cells come ``cells_per_label`` per label, real ones in the eval set's proportions)."""
+    y_real, y_synth = np.asarray(y_real, dtype=str), np.asarray(y_synth, dtype=str)
+    real_rows, synth_rows = [], []
+    for label in sorted(set(y_real) & set(y_synth)):
+        a, b = np.flatnonzero(y_real == label), np.flatnonzero(y_synth == label)
+        n = min(len(a), len(b))
+        real_rows.append(rng.choice(a, n, replace=False))
+        synth_rows.append(rng.choice(b, n, replace=False))
+    return (np.sort(np.concatenate(real_rows)) if real_rows else np.zeros(0, dtype=int),
+            np.sort(np.concatenate(synth_rows)) if synth_rows else np.zeros(0, dtype=int))  # fmt: skip
+
+
 def discriminator(real, synth, *, seed: int = 0, folds: int = 5, device: str = "cpu", n_jobs: int = 1,
-                  **params) -> tuple[float, np.ndarray]:  # fmt: skip
+                  y_real=None, y_synth=None, **params) -> tuple[float, np.ndarray]:  # fmt: skip
     """Out-of-fold ROC AUC of an XGBoost classifier telling real (0) from synthetic (1) cells, and the mean over
     folds of its feature importances (XGBoost's gain, summing to 1): the features that tell the two apart.
 
-    The larger group is subsampled to the size of the smaller so the two are balanced; NaN with fewer
-    cells than folds."""
+    With labels (``y_real``, ``y_synth``) the two sets are matched label by label (:func:`matched_rows`), so the
+    classifier judges how real the cells of each label look, not the label proportions; without, the larger group
+    is subsampled to the size of the smaller. NaN with fewer cells than folds."""
     rng = np.random.default_rng(seed)
-    n = min(real.shape[0], synth.shape[0])
+    if y_real is not None and y_synth is not None:
+        rows_real, rows_synth = matched_rows(y_real, y_synth, rng)
+    else:
+        n = min(real.shape[0], synth.shape[0])
+        rows_real = np.sort(rng.choice(real.shape[0], n, replace=False))
+        rows_synth = np.sort(rng.choice(synth.shape[0], n, replace=False))
+    n = len(rows_real)
     if n < folds:
         log.warning("the discriminator needs at least %d real and synthetic cells, got %d: AUC not scored", folds, n)
         return float("nan"), np.full(real.shape[1], np.nan)
-    real = real[np.sort(rng.choice(real.shape[0], n, replace=False))]
-    synth = synth[np.sort(rng.choice(synth.shape[0], n, replace=False))]
+    real, synth = real[rows_real], synth[rows_synth]
     X = np.vstack([real, synth])
     y = np.r_[np.zeros(n, dtype=int), np.ones(n, dtype=int)]
     scores = np.zeros(len(y))
@@ -194,8 +215,8 @@ def judge(model, train_cells, y_train, held_counts, y_held, *, label_key: str, c
         macro = scores.query("`class` == 'macro' and metric == 'f1'").set_index("setting")["value"]
         log.info("%s level macro F1: real->real %.3f, real->synthetic %.3f, synthetic->real %.3f", level,
                  macro["real_to_real"], macro["real_to_synthetic"], macro["synthetic_to_real"])  # fmt: skip
-    shared = pd.Series(y_held).isin(set(y_synth)).to_numpy()
-    auc, importance = discriminator(real_held[shared], synth, seed=seed, device=device, n_jobs=n_jobs)
+    auc, importance = discriminator(real_held, synth, seed=seed, device=device, n_jobs=n_jobs, y_real=y_held,
+                                    y_synth=y_synth)  # fmt: skip
     top = np.argsort(-np.nan_to_num(importance), kind="stable")[:N_TOP_FEATURES]
     genes = [str(g) for g in model.genes[features[top]]]
     log.info("real-vs-synthetic discriminator AUC %.3f (0.5 = indistinguishable); its most informative genes: %s",

@@ -80,3 +80,23 @@ def test_posterior_predictive_equals_the_reconstruction_in_expectation(cvae):
     assert np.corrcoef(np.log1p(got.ravel()), np.log1p(expected.ravel()))[0, 1] > 0.95
     again = np.concatenate([x for _, x in model.posterior_predictive(many, seed=3, chunk_cells=2000)])
     assert np.array_equal(again, replicated)  # seeded
+
+
+def test_discriminator_matches_labels_so_proportions_alone_do_not_tell_cells_apart():
+    from scmix.synthetic import discriminator, matched_rows
+
+    rng = np.random.default_rng(0)
+
+    def cells(n_a, n_b):  # one generator for both sets: label A around 0, label B around 3
+        y = np.array(["A"] * n_a + ["B"] * n_b)
+        return rng.normal(np.where(y == "A", 0.0, 3.0)[:, None], 1.0, (len(y), 5)), y
+
+    real, y_real = cells(360, 40)  # the eval set's proportions
+    synth, y_synth = cells(200, 200)  # cells_per_label of each
+    rows_real, rows_synth = matched_rows(y_real, y_synth, np.random.default_rng(1))
+    assert (np.unique(y_real[rows_real], return_counts=True)[1] == [200, 40]).all()
+    assert (np.unique(y_synth[rows_synth], return_counts=True)[1] == [200, 40]).all()
+    unmatched, _ = discriminator(real, synth, n_estimators=30)
+    matched, importance = discriminator(real, synth, y_real=y_real, y_synth=y_synth, n_estimators=30)
+    assert unmatched > 0.65  # B-like cells are mostly synthetic: proportions alone give them away
+    assert abs(matched - 0.5) < 0.08 and importance.shape == (5,) and np.isclose(importance.sum(), 1.0)
