@@ -122,6 +122,18 @@ def _as_str(table: pd.DataFrame, *columns: str) -> pd.DataFrame:
     return out
 
 
+def _heatmap_panels(n_panels: int, max_cols: int, rows: list[str], n_columns: int, cell: tuple[float, float],
+                    extra_h: float):  # fmt: skip
+    """A grid of heatmap panels (one per model) with ``rows`` labelled rows and ``n_columns`` columns of cells of
+    ``cell`` (width, height) inches: (figure, axes, font size of the cell labels)."""
+    ncols, nrows = _grid(n_panels, max_cols)
+    label_w = 0.07 * max(len(r) for r in rows)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, constrained_layout=True,
+                             figsize=_figsize(ncols, nrows, 1.0 + label_w + cell[0] * n_columns,
+                                              1.4 + cell[1] * len(rows), 1.3, extra_h))  # fmt: skip
+    return fig, axes, 8 if n_columns * len(rows) * n_panels <= 120 else 6
+
+
 def _label_ticks(ax, axis: str, positions, labels) -> None:
     """Tick labels, rotated when long or many so that they do not overlap."""
     labels = [str(label) for label in labels]
@@ -228,16 +240,7 @@ def metric_heatmap(
     norm = Normalize(vmin=lo - pad, vmax=hi + pad)
     cmap = plt.get_cmap("viridis" if higher_is_better else "viridis_r").with_extremes(bad="0.92")
 
-    ncols, nrows = _grid(len(models), 4)
-    mix_w = 0.07 * max(len(m) for m in mixes)
-    fig, axes = plt.subplots(
-        nrows,
-        ncols,
-        figsize=_figsize(ncols, nrows, 1.0 + mix_w + 1.05 * len(evals), 1.4 + 0.55 * len(mixes), 1.3, 0.5),
-        squeeze=False,
-        constrained_layout=True,
-    )
-    fontsize = 8 if len(evals) * len(mixes) * len(models) <= 120 else 6
+    fig, axes, fontsize = _heatmap_panels(len(models), 4, mixes, len(evals), (1.05, 0.55), extra_h=0.5)
     means = {}
     for k, (ax, model) in enumerate(zip(axes.flat, models, strict=False)):
         sub = stats[stats["model"] == model]
@@ -259,7 +262,7 @@ def metric_heatmap(
         _label_ticks(ax, "x", range(len(evals)), evals)
         _label_ticks(ax, "y", range(len(mixes)), mixes)
         ax.set_xlabel("eval set")
-        ax.set_ylabel("training mix" if k % ncols == 0 else "")
+        ax.set_ylabel("training mix" if k % axes.shape[1] == 0 else "")
         n_seeds = data.loc[data["model"] == model, "seed"].nunique()
         ax.set_title(f"{model} ({n_seeds} seed{'s' if n_seeds != 1 else ''})", fontsize=10)
     for ax in axes.flat[len(models) :]:
@@ -1037,16 +1040,7 @@ def effects_heatmap(effects: pd.DataFrame, path, metric: str = "pearson") -> pd.
     norm = Normalize(vmin=-limit, vmax=limit)
     cmap = plt.get_cmap("RdBu").with_extremes(bad="0.92")
 
-    ncols, nrows = _grid(len(models), 2)
-    row_w = 0.07 * max(len(r) for r in lines)
-    fig, axes = plt.subplots(
-        nrows,
-        ncols,
-        figsize=_figsize(ncols, nrows, 1.0 + row_w + 0.95 * len(evals), 1.4 + 0.45 * len(lines), 1.3, 0.6),
-        squeeze=False,
-        constrained_layout=True,
-    )
-    fontsize = 8 if len(evals) * len(lines) * len(models) <= 120 else 6
+    fig, axes, fontsize = _heatmap_panels(len(models), 2, lines, len(evals), (0.95, 0.45), extra_h=0.6)
     for ax, model in zip(axes.flat, models, strict=False):
         sub = rows[rows["model"] == model]
         delta = sub.pivot(index="row", columns="eval_set", values="delta").reindex(index=lines, columns=evals)

@@ -106,3 +106,21 @@ def write_mex(adata, folder: Path, prefix: str = "") -> Path:
     with gzip.open(folder / "barcodes.tsv.gz", "wt") as fh:
         fh.write("".join(f"{b}\n" for b in adata.obs_names))
     return folder
+
+
+@pytest.fixture
+def closed(monkeypatch):
+    """Figures passed to plt.close by the plotting functions, to inspect what was drawn."""
+    import matplotlib.pyplot as plt
+
+    from scmix import plots
+
+    figures = []
+    real_close = plt.close
+
+    def close(fig=None):
+        figures.append(fig)
+        real_close(fig)
+
+    monkeypatch.setattr(plots.plt, "close", close)
+    return figures

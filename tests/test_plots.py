@@ -9,20 +9,6 @@ from matplotlib.colors import to_hex
 from scmix import plots
 
 
-@pytest.fixture
-def closed(monkeypatch):
-    """Figures passed to plt.close by the plotting functions, to inspect what was drawn."""
-    figures = []
-    real_close = plt.close
-
-    def close(fig=None):
-        figures.append(fig)
-        real_close(fig)
-
-    monkeypatch.setattr(plots.plt, "close", close)
-    return figures
-
-
 def image(path):
     assert path.is_file()
     img = mpimg.imread(path)

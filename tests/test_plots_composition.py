@@ -16,20 +16,6 @@ SIZES = [250, 500, 1000]
 EVALS = ["ev1", "ev2", "ev3"]
 
 
-@pytest.fixture
-def closed(monkeypatch):
-    """Figures passed to plt.close by the plotting functions, to inspect what was drawn."""
-    figures = []
-    real_close = plt.close
-
-    def close(fig=None):
-        figures.append(fig)
-        real_close(fig)
-
-    monkeypatch.setattr(plots.plt, "close", close)
-    return figures
-
-
 def image(path, min_px=200):
     assert path.is_file()
     img = mpimg.imread(path)
