@@ -215,8 +215,11 @@ def judge(model, train_cells, y_train, held_counts, y_held, *, label_key: str, c
         macro = scores.query("`class` == 'macro' and metric == 'f1'").set_index("setting")["value"]
         log.info("%s level macro F1: real->real %.3f, real->synthetic %.3f, synthetic->real %.3f", level,
                  macro["real_to_real"], macro["real_to_synthetic"], macro["synthetic_to_real"])  # fmt: skip
-    auc, importance = discriminator(real_held, synth, seed=seed, device=device, n_jobs=n_jobs, y_real=y_held,
-                                    y_synth=y_synth)  # fmt: skip
+    # real and synthetic cells matched on the coarsest labels there are: a model's labels and another dataset's
+    # may meet only through the label map
+    _, _, y_held_match, y_synth_match = levels[-1]
+    auc, importance = discriminator(real_held, synth, seed=seed, device=device, n_jobs=n_jobs, y_real=y_held_match,
+                                    y_synth=y_synth_match)  # fmt: skip
     top = np.argsort(-np.nan_to_num(importance), kind="stable")[:N_TOP_FEATURES]
     genes = [str(g) for g in model.genes[features[top]]]
     log.info("real-vs-synthetic discriminator AUC %.3f (0.5 = indistinguishable); its most informative genes: %s",
