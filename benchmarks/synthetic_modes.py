@@ -52,6 +52,8 @@ def main() -> None:
     settings = {"label_key": "cell_type", "cells_per_label": 200, "n_features": 1000, "max_train_cells": 50000,
                 **(config.get("evaluation", {}).get("synthetic") or {})}  # fmt: skip
     key = settings["label_key"]
+    if settings.get("label_map") and not Path(settings["label_map"]).is_file():
+        fail(f"the label map {settings['label_map']} is not here: run this in the run's working directory")
     label_map = read_label_map(settings["label_map"]) if settings.get("label_map") else None
     specs = study.model_specs(config)
     models = [m for m, s in specs.items() if key in (s.get("conditions") or [])]

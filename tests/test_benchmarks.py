@@ -145,6 +145,22 @@ def test_gpu_models_without_a_gpu_says_so_in_one_line_and_measures_nothing():
     assert "s/epoch" not in proc.stdout
 
 
+def test_synthetic_modes_outside_a_finished_run_stops_with_a_message(tmp_path):
+    script = REPO / "benchmarks" / "synthetic_modes.py"
+    config = REPO / "config" / "shared_data" / "synthetic_modes.yaml"
+    proc = subprocess.run([sys.executable, str(script), "--configfile", str(config)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == ("synthetic_modes: the label map config/pbmc_coarse_labels.tsv is not here: run "
+                                   "this in the run's working directory")  # fmt: skip
+    proc = subprocess.run([sys.executable, str(script), "--configfile", str(REPO / "tests/configs/tiny.yaml")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+    tiny = REPO / "tests/configs/tiny.yaml"
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        f"synthetic_modes: results/models/cvae/blood_only/seed0/model.pt is missing: run snakemake --configfile {tiny} "
+        "first")  # fmt: skip
+
+
 def test_mix_scale_with_an_unwritable_workdir_stops_with_a_message(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
