@@ -956,7 +956,7 @@ def dose_response(effects: pd.DataFrame, path, sweep: str, metric: str = "pearso
             ax.grid(True, color="0.92", lw=0.6)
             ax.set_axisbelow(True)
     _figure_legend(fig, handles, "eval set")
-    fig.suptitle(f"{title} (all cells, {_spread_note(rows)})", fontsize=11)
+    fig.suptitle(f"{title}\n(all cells, {_spread_note(rows)})", fontsize=11)
     _save(fig, path)
     return rows.drop(columns="_x")
 
@@ -1005,7 +1005,7 @@ def scaling_curve(effects: pd.DataFrame, path, sweep: str, metric: str = "pearso
     for ax in axes.flat[len(models) :]:
         fig.delaxes(ax)
     _figure_legend(fig, handles, "eval set")
-    fig.suptitle(f"{title} (all cells, {_spread_note(rows)})", fontsize=11)
+    fig.suptitle(f"{title}\n(all cells, {_spread_note(rows)})", fontsize=11)
     _save(fig, path)
     return rows
 
