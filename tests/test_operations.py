@@ -389,7 +389,7 @@ def test_d_one_model_and_one_eval_table_build_alone(tiny_run, tmp_path):
     assert {p.name for p in results.glob("eval/*/*/*/*")} == {
         f"{eval_set}.{kind}.tsv"
         for eval_set in eval_sets(cfg)
-        for kind in ("cells", "summary", "likelihood", "genes", "gene_summary")
+        for kind in ("cells", "summary", "likelihood", "genes", "gene_summary", "ppc")
     }
     # and the latent space of that model (computed by the same job), nothing else
     assert sorted(p.name for p in results.glob("latent/*/*/*/*")) == ["latent.h5ad", "scores.tsv"]

@@ -48,7 +48,7 @@ def targets(cfg):
     out = [f"results/models/{m}/{MIX}/seed{SEED}/model.pt" for m in models]
     out += [f"results/models/ldvae/{MIX}/seed{SEED}/loadings.tsv"]
     out += [f"results/eval/{m}/{MIX}/seed{SEED}/{e}.{t}.tsv" for m in models for e in eval_sets
-            for t in ("summary", "cells", "likelihood", "genes", "gene_summary")]  # fmt: skip
+            for t in ("summary", "cells", "likelihood", "genes", "gene_summary", "ppc")]  # fmt: skip
     out += [f"results/synthetic/cvae/{MIX}/seed{SEED}/{e}.tsv" for e in eval_sets]
     out += [f"results/latent/{m}/{MIX}/seed{SEED}/{f}" for m in models for f in ("latent.h5ad", "scores.tsv")]
     return out

@@ -152,8 +152,21 @@ def _check_evaluation_outputs(tmp_path, summary):
     assert macro["value"].between(0, 1).all()
     real = macro.query("setting == 'real_to_real'")["value"]
     assert real.min() > 0.8  # blood types are easy to tell apart
-    auc = synth.query("setting == 'discriminator'")
+    auc = synth.query("setting == 'discriminator' and metric == 'auc'")
     assert len(auc) == 2 * 2 * 2 and auc["value"].dropna().between(0, 1).all()
+    # and the genes it told real from synthetic cells by: ten per job, gains in [0, 1], the most informative first
+    importance = synth.query("setting == 'discriminator' and metric == 'importance' and eval_set == 'blood'")
+    assert importance.groupby(["mix", "seed"]).size().eq(10).all() and importance["value"].between(0, 1).all()
+    first = importance.groupby(["mix", "seed"])["value"]
+    assert (first.first() == first.max()).all() and importance["class"].str.match(r"^(SIMG|MT-)").all()  # genes
+
+    checks = pd.read_csv(tmp_path / "results/summary/posterior_checks.tsv", sep="\t")
+    assert len(checks) == 16 and checks[["mean_corr", "library_ks", "corr_distance"]].notna().all().all()
+    # one replicate per held-out cell: gene means follow the cells', libraries and zeros nearly too
+    assert (checks["mean_corr"] > 0.7).all() and checks["library_ks"].between(0, 0.5).all()
+    assert checks["zero_fraction_mae"].between(0, 0.3).all() and checks["corr_distance"].between(0, 1).all()
+    own = checks.query("mix == 'blood_only'").groupby("eval_set")["mean_corr"].mean()
+    assert own["blood"] > own["tumour"]  # a blood model replicates blood cells better than tumour cells
     # a blood-only model has one label in common with the tumour set (T): nothing to classify there
     tumour = synth.query("mix == 'blood_only' and eval_set == 'tumour' and level == 'fine' and metric == 'f1'")
     assert tumour["value"].isna().all()
@@ -162,7 +175,7 @@ def _check_evaluation_outputs(tmp_path, summary):
     assert set(scores["key"]) == {"cell_type", "eval_set", "donor", "batch"}
     by_type = scores.query("eval_set == 'all' and key == 'cell_type'")
     assert len(by_type) == 8 and (by_type["silhouette"] > 0.1).all()  # cell types are apart in the latent
-    for png in ["heldout_likelihood", "training_curves", "zero_calibration", "synthetic_utility",
+    for png in ["heldout_likelihood", "training_curves", "zero_calibration", "synthetic_utility", "posterior_checks",
                 "celltype_accuracy/ldvae", "celltype_accuracy/cvae"]:  # fmt: skip
         img = mpimg.imread(tmp_path / f"results/summary/{png}.png")
         assert img.shape[0] > 200 and img.std() > 0.05, png
