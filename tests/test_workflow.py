@@ -29,7 +29,7 @@ def test_dry_run_lists_every_stage_and_scales_with_seeds(tmp_path):
     # linear decoder
     assert jobs["mix"] == 4 and jobs["train"] == 8 and jobs["evaluate"] == 8 and jobs["loadings"] == 4
     # synthetic utility for the cell-type-conditioned model only; UMAPs for seed 0
-    assert jobs["synthetic"] == 8 and jobs["plot_umap"] == 4 and jobs["summarize"] == 5
+    assert jobs["synthetic"] == 8 and jobs["plot_umap"] == 4 and jobs["summarize"] == 6
     assert "latent" not in jobs  # each evaluate job also computes its model's latent space
     cfg = yaml.safe_load(TINY.read_text())
     cfg["seeds"] = [0, 1, 2, 3, 4]
