@@ -198,7 +198,8 @@ def seen_unseen(cells: pd.DataFrame, training_types: Mapping[tuple[str, int], se
                 label_map: Mapping[str, str] | None = None, confidence: float = 0.95, n_boot: int = 2000,
                 seed: int = 0, min_cells: int = 50) -> pd.DataFrame:  # fmt: skip
     """Per model x mix x eval set: the per-cell r of eval cells whose (coarse) cell type is absent from the mix's
-    training cells of that seed (unseen) against those whose type is there (seen). ``delta`` is unseen - seen
+    training cells of that seed (``training_types``, fine labels; both through ``label_map``) (unseen) against
+    those whose type is there (seen). ``delta`` is unseen - seen
     (per seed, then the mean over seeds), with the bootstrap interval and t-test of :func:`paired_effect`'s kind
     (cells resampled within the eval set, seeds with replacement). Groups need ``min_cells`` cells in every seed;
     otherwise the row says so (verdict not tested)."""
@@ -210,7 +211,8 @@ def seen_unseen(cells: pd.DataFrame, training_types: Mapping[tuple[str, int], se
         first = tab.drop_duplicates("cell_id").set_index("cell_id")["cell_type"].reindex(wide.columns)
         labels = np.array(coarse(first, label_map))
         labelled = ~np.isin(labels, list(UNLABELLED))
-        seen = np.array([np.isin(labels, list(training_types.get((mix, s), set()))) & labelled for s in seeds])
+        trained = {s: coarse(training_types.get((mix, s), ()), label_map) for s in seeds}
+        seen = np.array([np.isin(labels, trained[s]) & labelled for s in seeds])
         unseen = ~seen & labelled
         x = wide.to_numpy(dtype=float)
         ok = np.isfinite(x)

@@ -39,6 +39,7 @@ import scipy.sparse as sp
 from scipy.stats import ks_2samp
 
 from scmix.errors import ScmixInputError
+from scmix.evaluate import top_variable_genes
 
 GENE_STATS = ("mean", "var", "cv", "zero_fraction")
 # stats whose per-gene values are compared on the log1p scale (the others as they are)
@@ -256,22 +257,16 @@ def posterior_checks(real, replicated, top_genes: np.ndarray,
     return acc.summary(), acc.genes()
 
 
-def top_variable(real, n_top: int, chunk_cells: int = 2048) -> np.ndarray:
+def top_variable(real, n_top: int) -> np.ndarray:
     """Indices (ascending) of the ``n_top`` genes with the highest population variance of log1p(counts) over the
-    cells of ``real`` (sparse or dense), ties broken by the lower index; all genes if there are fewer. Computed
-    ``chunk_cells`` cells at a time; a sparse chunk stays sparse (log1p(0) = 0)."""
+    cells of ``real`` (sparse or dense), ties broken by the lower index; all genes if there are fewer
+    (``scmix.evaluate.top_variable_genes`` on log1p; a sparse matrix stays sparse, log1p(0) = 0)."""
     if n_top < 0:
         raise ScmixInputError(f"n_top must not be negative, got {n_top}")
-    chunk = _chunk_size(chunk_cells)
     real = _rows(real)
-    cols = _Columns(real.shape[1])
-    for start in range(0, real.shape[0], chunk):
-        X = _chunk(real[start : start + chunk], "real")
-        if sp.issparse(X):
-            X = X.copy()
-            X.data = np.log1p(X.data)
-        else:
-            X = np.log1p(X)
-        cols.add(X)
-    var = np.nan_to_num(cols.var, nan=0.0)
-    return np.sort(np.argsort(-var, kind="stable")[: min(int(n_top), real.shape[1])])
+    if sp.issparse(real):
+        logx = real.astype(np.float64, copy=True)
+        logx.data = np.log1p(logx.data)
+    else:
+        logx = np.log1p(np.asarray(real, dtype=np.float64))
+    return top_variable_genes(logx, int(n_top))

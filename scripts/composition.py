@@ -30,10 +30,8 @@ def main(smk):
     label_map = read_label_map(smk.input.label_map) if smk.input.get("label_map") else None
     settings = {"confidence": p.confidence, "n_boot": p.n_boot, "seed": p.seed}
     table = effects.composition_effects(cells, p.points, min_cells_per_type=p.min_cells_per_type, **settings)
-    seen = training_types(smk.input.manifests)
-    for (mix, seed), types in seen.items():  # the training types as the label map reads them
-        seen[(mix, seed)] = set(effects.coarse(types, label_map))
-    unseen = effects.seen_unseen(cells, seen, sorted({q["mix"] for q in p.points}), label_map=label_map,
+    mixes = sorted({q["mix"] for q in p.points})
+    unseen = effects.seen_unseen(cells, training_types(smk.input.manifests), mixes, label_map=label_map,
                                  min_cells=p.min_cells_per_type, **settings)  # fmt: skip
     claims = effects.claims(table, unseen, p.points, confidence=p.confidence)
     for sentence in claims["sentence"]:

@@ -60,7 +60,7 @@ def posterior_check(model, cells, keys, p) -> pd.DataFrame:
     cell against the cell; scmix.ppc), NaN for a model of transformed values."""
     row = dict(keys)
     if model.counts_model:
-        acc = CheckAccumulator(len(model.genes), top_variable(cells.counts, p.ppc_genes, chunk_cells=p.chunk_cells))
+        acc = CheckAccumulator(len(model.genes), top_variable(cells.counts, p.ppc_genes))
         for start, replicate in model.posterior_predictive(cells, chunk_cells=p.chunk_cells, seed=keys["seed"]):
             acc.add(cells.counts[start : start + len(replicate)], replicate)
         row.update(acc.summary())

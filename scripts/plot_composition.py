@@ -3,15 +3,15 @@ sweep's scaling curves, or the effects heatmap of every share sweep (mean per-ce
 
 import pandas as pd
 
-from scmix import plots, rulecall
+from scmix import composition, plots, rulecall
 
 
 def main(smk):
     table = pd.read_csv(smk.input.tsv, sep="\t", dtype={"added": str, "cell_type": str})
     kind, figure = smk.params.kind, smk.wildcards.figure
-    if kind == "share":
+    if kind == composition.SHARE:
         plots.dose_response(table, smk.output.png, figure)
-    elif kind == "size":
+    elif kind == composition.SIZE:
         plots.scaling_curve(table, smk.output.png, figure)
     else:
         plots.effects_heatmap(table, smk.output.png)

@@ -177,7 +177,7 @@ def test_empty_and_bad_input():
 def test_top_variable():
     X = np.array([[0, 5, 1, 0, 3], [0, 0, 1, 9, 0], [0, 5, 1, 0, 3]])
     assert list(top_variable(X, 2)) == [1, 3]
-    assert list(top_variable(sp.csr_matrix(X), 2, chunk_cells=1)) == [1, 3]
+    assert list(top_variable(sp.csr_matrix(X), 2)) == [1, 3]
     # genes 1 and 4 share their zeros but not their values: the variance of log1p decides
     v = np.log1p(X).var(axis=0)
     assert list(top_variable(X, 3)) == sorted(np.argsort(-v, kind="stable")[:3])
@@ -188,7 +188,7 @@ def test_top_variable():
     rng = np.random.default_rng(6)
     Y = _counts(rng, 300, 80)
     v = np.log1p(Y).var(axis=0)
-    assert list(top_variable(sp.csr_matrix(Y), 15, chunk_cells=64)) == sorted(np.argsort(-v, kind="stable")[:15])
+    assert list(top_variable(sp.csr_matrix(Y), 15)) == sorted(np.argsort(-v, kind="stable")[:15])
 
 
 def test_large_sparse_stays_sparse():
