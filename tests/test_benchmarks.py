@@ -54,6 +54,21 @@ def test_mix_scale_runs_every_stage(tmp_path):
     assert rows["mix[base+ds1] s0"]["cells_out"] == 400
 
 
+def test_h5ad_filter_reads_fewer_cells_in_less_memory(tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["--cells", "4000", "--genes", "2000", "--max-cells", "500", "--workdir", str(tmp_path), "--json", str(out)]
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "h5ad_filter.py"), *args], capture_output=True,
+                          text=True, timeout=300, cwd=REPO)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "load average at the start" in proc.stdout and "load average at the end" in proc.stdout
+    cases = {r["case"]: r for r in json.loads(out.read_text())["cases"]}
+    assert cases["whole"]["cells"] == 4000 and cases["max"]["cells"] == cases["filter+max"]["cells"] == 500
+    assert 0 < cases["filter"]["cells"] < 4000
+    for name in ("filter", "filter+max", "max"):  # fewer cells kept: fewer bytes, and a smaller working set
+        assert cases[name]["kept_bytes"] < cases["whole"]["kept_bytes"]
+        assert cases[name]["peak"] - cases[name]["before"] < cases["whole"]["peak"] - cases["whole"]["before"]
+
+
 def test_dag_scale_builds_the_500_job_dag():
     """benchmarks/dag_scale.sh: the 10 mixes x 5 seeds x 5 eval sets study dry-runs (its time is reported, not
     asserted)."""

@@ -90,6 +90,61 @@ def test_h5ad_counts_in_a_layer_and_transposed(shared_data, tmp_path):
         parse_dataset("b", {"source": "h5ad", "file": "broken.h5ad"}, raw)
 
 
+@pytest.fixture
+def pbmc3k_h5ad(pbmc3k, tmp_path):
+    """Real PBMC 3k as an h5ad (CSR counts in X, cell types in obs) in a raw folder."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    ad.AnnData(X=sp.csr_matrix(pbmc3k.X), obs=pbmc3k.obs, var=pbmc3k.var).write_h5ad(raw / "pbmc3k.h5ad")
+    return raw
+
+
+@pytest.mark.parametrize("storage", ["csr", "dense", "csc"])
+def test_h5ad_obs_filter_and_max_cells_read_only_the_kept_rows(pbmc3k, tmp_path, monkeypatch, storage):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    X = {"csr": sp.csr_matrix, "dense": lambda m: m.toarray(), "csc": sp.csc_matrix}[storage](pbmc3k.X)
+    ad.AnnData(X=X, obs=pbmc3k.obs, var=pbmc3k.var).write_h5ad(raw / "pbmc3k.h5ad")
+    whole = []  # the on-disk elements read whole
+    real_read_elem = tables.read_elem
+    monkeypatch.setattr(tables, "read_elem", lambda elem: whole.append(elem.name) or real_read_elem(elem))
+    monkeypatch.setattr(tables, "READ_ROWS", 100)
+    spec = {"source": "h5ad", "obs_filter": "cell_type in ['B', 'NK'] and n_counts > 1500", "max_cells": 250}
+    pbmc3k.obs["n_counts"] = np.asarray(pbmc3k.X.sum(axis=1)).ravel()
+    matched = np.flatnonzero(pbmc3k.obs["cell_type"].isin(["B", "NK"]) & (pbmc3k.obs["n_counts"] > 1500))
+    del pbmc3k.obs["n_counts"]
+    if storage != "dense":  # the filter names a column the file does not have: an error listing its columns
+        with pytest.raises(ScmixInputError, match=r"obs_filter .* cannot be evaluated on the cell table .*cell_type"):
+            parse_dataset("pbmc", spec, raw)
+    spec["obs_filter"] = "cell_type in ['B', 'NK']"
+    matched = np.flatnonzero(pbmc3k.obs["cell_type"].isin(["B", "NK"]))
+    whole.clear()
+    first = parse_dataset("pbmc", {**spec, "seed": 4}, raw)
+    assert ("/X" in whole) == (storage == "csc")  # CSR and dense counts: only the kept rows are read
+    again = parse_dataset("pbmc", {**spec, "seed": 4}, raw)
+    other = parse_dataset("pbmc", {**spec, "seed": 5}, raw)
+    assert first.n_obs == 250 < len(matched) and set(first.obs["cell_type"]) == {"B", "NK"}
+    rows = pbmc3k.obs_names.get_indexer(first.obs_names)
+    assert set(rows) <= set(matched) and np.all(np.diff(rows) > 0)  # the file's order
+    assert (first.X != sp.csr_matrix(pbmc3k.X)[rows]).nnz == 0 and first.X.dtype == np.int32
+    assert list(again.obs_names) == list(first.obs_names) and list(other.obs_names) != list(first.obs_names)
+    assert first.uns["selection"] == {"obs_filter": spec["obs_filter"], "max_cells": 250, "seed": 4,
+                                      "cells_matched": len(matched), "cells_kept": 250,
+                                      "cells_in_file": pbmc3k.n_obs}  # fmt: skip
+    assert list(first.obs["cell_type"].cat.categories) == ["B", "NK"]
+
+
+def test_h5ad_selection_errors_and_edges(pbmc3k_h5ad, pbmc3k):
+    with pytest.raises(ScmixInputError, match=r"obs_filter \"cell_type == 'Neutrophil'\" keeps none of the 2638"):
+        parse_dataset("pbmc", {"source": "h5ad", "obs_filter": "cell_type == 'Neutrophil'"}, pbmc3k_h5ad)
+    with pytest.raises(ScmixInputError, match=r"dataset 'pbmc'.*obs_filter 'cell_type ==' cannot be evaluated"):
+        parse_dataset("pbmc", {"source": "h5ad", "obs_filter": "cell_type =="}, pbmc3k_h5ad)
+    everything = parse_dataset("pbmc", {"source": "h5ad", "max_cells": 10_000}, pbmc3k_h5ad)
+    assert everything.n_obs == pbmc3k.n_obs and everything.uns["selection"]["cells_kept"] == pbmc3k.n_obs
+    assert (everything.X != sp.csr_matrix(pbmc3k.X)).nnz == 0
+    assert "selection" not in parse_dataset("pbmc", {"source": "h5ad"}, pbmc3k_h5ad).uns
+
+
 # ---------------------------------------------------------------------------------------------- csv
 
 

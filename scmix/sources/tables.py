@@ -3,7 +3,11 @@ metadata table (``source: csv``), the usual shape of bulk RNA-seq data.
 
 ``source: h5ad`` keys: ``file`` (default: the one ``.h5ad`` under raw_dir), ``layer`` (counts in a layer
 instead of ``X``), ``transpose`` (the file is genes x samples), ``gene_symbol_column`` / ``gene_id_column``
-(var columns; default the var index for both).
+(var columns; default the var index for both), ``obs_filter`` (a pandas query on ``obs``, e.g.
+``tissue == 'blood' and disease == 'normal'``) and ``max_cells`` with ``seed`` (a seeded subsample of the cells that
+pass). The filter and the subsample are decided on ``obs`` alone; then only the kept rows' counts are read from
+disk, ``READ_ROWS`` rows at a time, so memory follows the cells kept, not the file (counts stored as CSR or dense;
+a CSC matrix is read whole first).
 
 ``source: csv`` keys: ``counts`` (file name), ``orientation`` (``genes_x_samples``, the default, or
 ``samples_x_genes``), ``sep`` (default: detected from the first lines, preferring the extension's),
@@ -33,10 +37,11 @@ import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from anndata.io import read_elem
+from anndata.io import read_elem, sparse_dataset
 
 from scmix.errors import ScmixInputError
 from scmix.io import as_csr_counts, check_integer_counts, require_unique
+from scmix.sources.select import query_obs, selection_record, subsample
 
 log = logging.getLogger("scmix.sources.tables")
 
@@ -44,6 +49,7 @@ ORIENTATIONS = ("genes_x_samples", "samples_x_genes")
 MISSING_METADATA = ("error", "keep")
 ROW_NAMES = "row_names"
 CHUNK_ROWS = 5000
+READ_ROWS = 10_000  # rows of an h5ad's counts read at once when obs_filter/max_cells keep only some
 SEPARATORS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "space": " "}
 
 
@@ -92,7 +98,9 @@ def resolve_file(name: str, raw_dir: Path, file, *, key: str, suffixes: tuple[st
 def parse_h5ad(name: str, spec: Mapping, raw_dir: Path) -> ad.AnnData:
     path = resolve_file(name, raw_dir, spec.get("file"), key="file", suffixes=(".h5ad",))
     layer = spec.get("layer")
-    X, obs, var, uns, layers = _read_h5ad_parts(name, path, layer)
+    selecting = spec.get("obs_filter") is not None or spec.get("max_cells") is not None
+    select = _cell_selector(name, spec, path) if selecting else None
+    X, obs, var, uns, layers, record = _read_h5ad_parts(name, path, layer, select, spec.get("transpose", False))
     if X.ndim != 2 or X.shape != (len(obs), len(var)):
         raise ScmixInputError(f"matrix of shape {X.shape} does not fit obs x var", dataset=name, path=str(path))
     where = f"layer '{layer}'" if layer is not None else "X"
@@ -102,20 +110,39 @@ def parse_h5ad(name: str, spec: Mapping, raw_dir: Path) -> ad.AnnData:
         hint = f"; the file has layers {layers}: set 'layer'" if layer is None and layers else ""
         raise ScmixInputError(f"{err}{hint}") from err
     X = as_csr_counts(X)
-    if spec.get("transpose", False):
-        X, obs, var = X.T.tocsr(), var, obs
     var = _gene_index(name, path, var, spec.get("gene_id_column"), spec.get("gene_symbol_column"))
     obs.index = obs.index.astype(str)
     obs.index.name = None
     if not obs.index.is_unique:
         raise ScmixInputError("sample/cell names are not unique", dataset=name, path=str(path))
     adata = ad.AnnData(X=X, obs=obs, var=var, uns=dict(uns))
+    if record is not None:
+        adata.uns["selection"] = record
+        log.info("%s: %d of %d cells kept (obs_filter %r matched %d, max_cells %s)", name, record["cells_kept"],
+                 record["cells_in_file"], spec.get("obs_filter"), record["cells_matched"],
+                 spec.get("max_cells"))  # fmt: skip
     log.info("%s: %d x %d counts from %s (%s)", name, adata.n_obs, adata.n_vars, path, where)
     return adata
 
 
-def _read_h5ad_parts(name: str, path: Path, layer):
-    """(matrix, obs, var, uns, layer names), reading only the matrix asked for; whole-file read as a fallback."""
+def _cell_selector(name: str, spec: Mapping, path: Path):
+    """obs -> (ascending positions of the cells kept, the record for uns)."""
+
+    def select(obs: pd.DataFrame) -> tuple[np.ndarray, dict]:
+        expr = spec.get("obs_filter")
+        matched = query_obs(obs, expr, dataset=name, path=str(path)) if expr is not None else np.arange(len(obs))
+        kept = matched[subsample(len(matched), spec.get("max_cells"), spec.get("seed", 0))]
+        record = selection_record(len(matched), len(kept), spec)
+        record["cells_in_file"] = len(obs)
+        return kept, record
+
+    return select
+
+
+def _read_h5ad_parts(name: str, path: Path, layer, select=None, transpose: bool = False):
+    """(cells x genes matrix, obs, var, uns, layer names, selection record or None), reading only the matrix asked
+    for and, with ``select``, only the rows of the cells it keeps; whole-file read as a fallback. ``transpose``: the
+    file is genes x cells (its var holds the cells)."""
     try:
         with h5py.File(path, "r") as f:
             layers = sorted(f["layers"].keys()) if "layers" in f else []
@@ -123,10 +150,21 @@ def _read_h5ad_parts(name: str, path: Path, layer):
                 raise ScmixInputError(f"no layer '{layer}'; layers: {layers}", dataset=name, path=str(path))
             if layer is None and "X" not in f:
                 raise ScmixInputError(f"file has no X; set 'layer' (layers: {layers})", dataset=name, path=str(path))
-            X = read_elem(f["layers"][layer] if layer is not None else f["X"])
+            element = f["layers"][layer] if layer is not None else f["X"]
             obs, var = read_elem(f["obs"]), read_elem(f["var"])
             uns = read_elem(f["uns"]) if "uns" in f else {}
-        return X, obs, var, uns, layers
+            record = None
+            if transpose:  # the cells are the file's columns: read it whole (then keep the selected cells)
+                X, obs, var = sp.csr_matrix(read_elem(element)).T.tocsr(), var, obs
+                if select is not None:
+                    rows, record = select(obs)
+                    X, obs = X[rows], _take(obs, rows)
+            elif select is not None:
+                rows, record = select(obs)
+                X, obs = _read_rows(name, path, element, rows), _take(obs, rows)
+            else:
+                X = read_elem(element)
+        return X, obs, var, uns, layers, record
     except ScmixInputError:
         raise
     except Exception as first:  # an older on-disk layout: let anndata read the whole file
@@ -136,7 +174,58 @@ def _read_h5ad_parts(name: str, path: Path, layer):
             raise ScmixInputError(f"cannot read h5ad: {first}; {err}", dataset=name, path=str(path)) from err
         log.info("%s: %s read whole (%s)", name, path, first)
         X = adata.layers[layer] if layer is not None else adata.X
-        return X, adata.obs, adata.var, dict(adata.uns), sorted(adata.layers.keys())
+        obs, var, record = adata.obs, adata.var, None
+        if transpose:
+            X, obs, var = sp.csr_matrix(X).T.tocsr(), var, obs
+        if select is not None:
+            rows, record = select(obs)
+            X, obs = sp.csr_matrix(X)[rows], _take(obs, rows)
+        return X, obs, var, dict(adata.uns), sorted(adata.layers.keys()), record
+
+
+def _take(obs: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """The kept rows of a cell table, categories no kept cell has dropped."""
+    out = obs.iloc[rows].copy()
+    for column in out.columns:
+        if isinstance(out[column].dtype, pd.CategoricalDtype):
+            out[column] = out[column].cat.remove_unused_categories()
+    return out
+
+
+def _read_rows(name: str, path: Path, element, rows: np.ndarray) -> sp.csr_matrix:
+    """Rows ``rows`` (ascending) of an on-disk counts matrix, ``READ_ROWS`` at a time. CSR on disk: the kept rows'
+    sizes come from ``indptr`` first, so each block is copied into arrays of the final size (the peak is the kept
+    rows plus one block, not two copies of them)."""
+    encoding = element.attrs.get("encoding-type", "")
+    if encoding == "csr_matrix":
+        n_cols = int(element.attrs["shape"][1])
+        stored = element["indptr"][...]
+        lengths = stored[rows + 1] - stored[rows]
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        data = np.empty(int(indptr[-1]), dtype=element["data"].dtype)
+        indices = np.empty(int(indptr[-1]), dtype=element["indices"].dtype)
+        matrix = sparse_dataset(element)
+        for start in range(0, len(rows), READ_ROWS):
+            chunk = rows[start : start + READ_ROWS]
+            block = matrix[chunk]
+            lo, hi = indptr[start], indptr[start + len(chunk)]
+            if block.nnz != hi - lo:
+                raise ScmixInputError(f"X's indptr and its rows disagree at rows {chunk[0]}-{chunk[-1]} (the file "
+                                      "is damaged); write it again", dataset=name, path=str(path))  # fmt: skip
+            data[lo:hi], indices[lo:hi] = block.data, block.indices
+            del block
+            if len(rows) > READ_ROWS:
+                log.info("%s: read %d of %d kept rows", name, start + len(chunk), len(rows))
+        if indptr[-1] < np.iinfo(np.int32).max:
+            indptr = indptr.astype(np.int32)
+        return sp.csr_matrix((data, indices, indptr), shape=(len(rows), n_cols))
+    if isinstance(element, h5py.Dataset):  # dense on disk: h5py reads the kept rows of each block
+        blocks = [sp.csr_matrix(element[rows[start : start + READ_ROWS]]) for start in range(0, len(rows), READ_ROWS)]
+        return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, element.shape[1]))
+    log.warning("%s: %s stores its counts as %s: read whole before the kept rows are taken (store them as CSR "
+                "to read only those rows)", name, path, encoding or type(element).__name__)  # fmt: skip
+    return sp.csr_matrix(read_elem(element))[rows]
 
 
 def _gene_index(name, path, var: pd.DataFrame, id_column, symbol_column) -> pd.DataFrame:
