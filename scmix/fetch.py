@@ -36,8 +36,10 @@ TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
 # Which keys of a dataset's config entry each stage reads, so editing one stage's settings reruns only the
 # stages that use them. qc and split are read by the qc and split rules alone: never a reason to fetch or parse.
 LATER_STAGE_KEYS = ("qc", "split")
-# what fetching a non-simulated dataset reads (a simulated one: the whole entry but LATER_STAGE_KEYS)
+# what fetching a file-based dataset reads (a simulated one: the whole entry but LATER_STAGE_KEYS; a Census
+# query: the whole entry but LATER_STAGE_KEYS and the obs_keys the parse step applies)
 DOWNLOAD_KEYS = ("source", "url", "sha256", "file_name", "decompress", "files", "labels")
+PARSE_ONLY_KEYS = ("obs_keys",)
 DOWNLOAD_LABEL_KEYS = ("url", "sha256", "name")
 
 
@@ -49,6 +51,8 @@ def download_spec(spec: Mapping) -> dict:
     """The part of a dataset's entry fetching uses: the download rule's params (an edit elsewhere keeps it)."""
     if spec.get("source") == "simulated":
         return parse_spec(spec)
+    if spec.get("source") == "census":
+        return {k: v for k, v in parse_spec(spec).items() if k not in PARSE_ONLY_KEYS}
     out = {k: spec[k] for k in DOWNLOAD_KEYS if k in spec and k != "labels"}
     labels = spec.get("labels")
     if isinstance(labels, Mapping):
@@ -84,6 +88,13 @@ def local_path(url: str) -> Path:
     return Path(urllib.parse.unquote(urllib.parse.urlparse(url).path))
 
 
+def local_store(uri: str) -> Path | None:
+    """The folder a store's URI names when it is local (a plain path or a file: URL), else None (s3://, ...)."""
+    if urllib.parse.urlparse(uri).scheme == "file":
+        return local_path(uri)
+    return None if "://" in uri else Path(uri)
+
+
 def _raise(err: OSError) -> None:
     raise err
 
@@ -104,10 +115,10 @@ def local_sources_state(spec: Mapping) -> str:
     download runs again. A missing or unreadable source gives a state starting with 'missing-' (the download
     job then fails, saying what is missing)."""
     records, missing = [], False
-    for e in file_entries(spec):
-        if not is_local(e["url"]):
-            continue
-        src = local_path(e["url"])
+    entries = [(e["url"], local_path(e["url"])) for e in file_entries(spec) if is_local(e["url"])]
+    if spec.get("source") == "census" and spec.get("uri") and local_store(spec["uri"]) is not None:
+        entries.append((spec["uri"], local_store(spec["uri"])))  # a local SOMA store: a folder of fragments
+    for url, src in entries:
         try:
             if src.is_dir():
                 files = []
@@ -115,13 +126,13 @@ def local_sources_state(spec: Mapping) -> str:
                     for n in names:
                         st = (src / rel / n).stat()
                         files.append([str(rel / n), st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)])
-                records.append([e["url"], "folder", files])
+                records.append([url, "folder", files])
             else:
                 st = src.stat()
-                records.append([e["url"], "file", st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)])
+                records.append([url, "file", st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)])
         except OSError as err:
             missing = True
-            records.append([e["url"], "missing", type(err).__name__])
+            records.append([url, "missing", type(err).__name__])
     if not records:
         return ""
     digest = hashlib.sha256(json.dumps(records).encode()).hexdigest()[:16]
@@ -417,6 +428,10 @@ def fetch_dataset(name: str, spec: Mapping, out_dir: Path, *, simulation: Mappin
             from scmix.sources.simulated import generate
 
             generate(name, spec, simulation or {}, tmp)
+        elif spec.get("source") == "census":
+            from scmix.sources.census import fetch as query_census
+
+            query_census(name, spec, tmp)
         else:
             entries = file_entries(spec)
             if not entries:

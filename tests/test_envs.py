@@ -21,6 +21,8 @@ PROVIDERS = {
     "umap": {"umap-learn"},
     "GEOparse": {"geoparse"},
     "scvi": {"scvi-tools"},
+    "cellxgene_census": {"cellxgene-census"},
+    "tiledbsoma": {"tiledbsoma", "tiledbsoma-py"},
 }
 
 
