@@ -13,4 +13,5 @@ SOURCES = {
     "csv": "tables",
     "geo": "geo",
     "recount3": "recount3",
+    "rdata": "rdata",
 }
