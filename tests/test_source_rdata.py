@@ -3,6 +3,7 @@ holding an SCE and a second object, a Seurat v4 .rds and a dgCMatrix + data.fram
 PBMC 3k and Kang 2018 (../shared/data), and each must read back as exactly the counts, genes, barcodes and labels
 the 10x source gives for the same files. Skips cleanly without the data, R, rpy2 or the R packages."""
 
+import gzip
 import json
 import shutil
 import subprocess
@@ -55,6 +56,9 @@ saveRDS(seurat, file.path(out, "seurat.rds"))
 # a bare dgCMatrix and its cell metadata, saved together
 cell_meta <- meta
 save(counts, cell_meta, file = file.path(out, "matrix.RData"))
+# the same SCE uncompressed (gzipped by the test, as a user's sce.rds.gz) and in an xz-compressed .RData
+saveRDS(sce, file.path(out, "sce_plain.rds"), compress = FALSE)
+save(sce, file = file.path(out, "sce_xz.RData"), compress = "xz")
 # normalised values in an SCE's counts: a count model cannot use them
 half <- SingleCellExperiment(assays = list(counts = m[, 1:200] / 2))
 saveRDS(half, file.path(out, "half.rds"))
@@ -66,6 +70,8 @@ OBJECTS = {
     "rda": ("two.rda", {"object": "sce"}, True),
     "seurat": ("seurat.rds", {}, False),
     "matrix": ("matrix.RData", {"object": "counts", "obs_object": "cell_meta"}, False),
+    "rds_gz": ("sce.rds.gz", {}, True),
+    "rdata_xz": ("sce_xz.RData", {}, True),
 }
 REAL = {
     "pbmc3k": ("pbmc3k/pbmc3k_filtered_gene_bc_matrices.tar.gz", "pbmc3k/cell_types.csv", ["cell_type"]),
@@ -116,6 +122,7 @@ def real(request, shared_data, r_with_packages, tmp_path_factory):
     res = subprocess.run(["Rscript", str(script), str(mex), str(shared_data / labels), str(built)],
                          capture_output=True, text=True)  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
+    (built / "sce.rds.gz").write_bytes(gzip.compress((built / "sce_plain.rds").read_bytes(), compresslevel=1))
     return name, reference, built, columns
 
 
