@@ -260,3 +260,28 @@ def test_an_r_object_dataset_through_parse_qc_mix_and_train(real, tmp_path):
     assert (tmp_path / "results/models/ldvae/m/seed0/model.pt").stat().st_size > 0
     history = pd.read_csv(tmp_path / "results/models/ldvae/m/seed0/history.tsv", sep="\t")
     assert len(history) >= 1
+
+
+def test_a_dense_matrix_a_wrong_class_and_a_truncated_file_without_shared_data(tmp_path, r_with_packages):
+    """Small objects written here (no ../shared needed): a dense integer matrix reads exactly; an integer vector,
+    a truncated .rds and an 'assay' for a bare matrix are one-line errors."""
+    raw = {k: tmp_path / k for k in ("dense", "vector", "truncated")}
+    for folder in raw.values():
+        folder.mkdir()
+    code = (
+        "m <- matrix(c(0L, 3L, 1L, 0L, 7L, 2L), nrow = 3, dimnames = list(c('CD3E', 'MS4A1', 'LYZ'), c('c1', 'c2')));"
+        f"saveRDS(m, '{raw['dense']}/m.rds'); x <- 1:3; save(x, file = '{raw['vector']}/x.rda');"
+        f"saveRDS(m, '{raw['truncated']}/m.rds', compress = FALSE)"
+    )
+    subprocess.run(["Rscript", "-e", code], check=True, capture_output=True)
+    adata = parse_dataset("small", {"source": "rdata"}, raw["dense"])
+    assert list(adata.obs_names) == ["c1", "c2"] and list(adata.var_names) == ["CD3E", "MS4A1", "LYZ"]
+    np.testing.assert_array_equal(adata.X.toarray(), [[0, 3, 1], [0, 7, 2]])
+    with pytest.raises(ScmixInputError, match="'assay' applies to SingleCellExperiment and Seurat objects"):
+        parse_dataset("small", {"source": "rdata", "assay": "counts"}, raw["dense"])
+    with pytest.raises(ScmixInputError, match=r"x.rda': an object of class integer is none of SingleCellExperiment"):
+        parse_dataset("small", {"source": "rdata"}, raw["vector"])
+    whole = (raw["truncated"] / "m.rds").read_bytes()
+    (raw["truncated"] / "m.rds").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ScmixInputError, match=r"m.rds': R cannot read it: "):
+        parse_dataset("small", {"source": "rdata"}, raw["truncated"])

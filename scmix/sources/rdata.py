@@ -161,6 +161,8 @@ scmix_extract <- function(x, assay, meta) {
     var <- if (methods::.hasSlot(a, "meta.features")) a@meta.features else data.frame(row.names = rownames(m))
   } else if (bare) {
     kind <- class(x)[1]
+    if (!is.null(assay)) stop(sprintf("scmix: 'assay' applies to SingleCellExperiment and Seurat objects, not to a %s",
+                                      kind))
     m <- x
     obs <- if (is.null(meta)) data.frame(row.names = seq_len(ncol(x))) else meta
     var <- data.frame(row.names = seq_len(nrow(x)))
@@ -223,7 +225,8 @@ def _r_error(name: str, path: Path, err: Exception) -> ScmixInputError:
 
 
 def _vector(v) -> np.ndarray:
-    return np.asarray(v.memoryview()) if len(v) else np.array([])
+    """A copy of an R numeric vector (a view would point into memory R may free once the object is collected)."""
+    return np.array(v.memoryview(), copy=True) if len(v) else np.array([])
 
 
 def _strings(v) -> list[str]:
