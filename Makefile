@@ -9,12 +9,14 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 setup: system $(VENV)/.installed
 
-# Debian packages, installed when run as root: R with edgeR (the recount3 source), Chromium (the report test).
+# Debian packages, installed when run as root: R with edgeR (the recount3 source), R's SingleCellExperiment and
+# SeuratObject (the rdata source: R data objects, read through rpy2), Chromium (the report test).
+R_PACKAGES := r-base-core r-bioc-edger r-bioc-singlecellexperiment r-cran-seuratobject
 system:
-	@if Rscript -e 'library(edgeR)' >/dev/null 2>&1; then :; \
+	@if Rscript -e 'library(edgeR); library(SingleCellExperiment); library(SeuratObject)' >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq r-base-core r-bioc-edger >/dev/null; \
-	else echo "note: R with edgeR is missing; the recount3 source needs: apt-get install r-base-core r-bioc-edger"; fi
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(R_PACKAGES) >/dev/null; \
+	else echo "note: R or an R package is missing; the recount3 and rdata sources need: apt-get install $(R_PACKAGES)"; fi
 	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
@@ -29,6 +31,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps -e .
 	# the optional extra scvi (architectures scvi and scvi_linear, the speed benchmark's peer), held to the pins
 	$(BIN)/python -m pip install -q -c requirements.txt -e '.[scvi]'
+	# the optional extra rdata (R data objects through rpy2): rpy2 builds against R, so only where R is
+	@if command -v R >/dev/null 2>&1; then $(BIN)/python -m pip install -q -c requirements.txt -e '.[rdata]'; \
+	else echo "note: R is missing; the rdata source needs R, then: $(BIN)/python -m pip install -e '.[rdata]'"; fi
 	touch $@
 
 demo: setup

@@ -177,6 +177,12 @@ def parse_code(wildcards):
     return script_code("parse.py", f"scmix.sources.{source}")
 
 
+def parse_env(wildcards):
+    """The conda env of a dataset's parse: R data objects are read through rpy2, in an env with R."""
+    rdata = config["datasets"][wildcards.dataset]["source"] == "rdata"
+    return "../envs/rdata.yaml" if rdata else "../envs/data.yaml"
+
+
 def dataset_split_settings(dataset):
     """Every split setting of a dataset: the package's defaults, the split section, the dataset's block."""
     return settings.resolve_split(

@@ -69,8 +69,9 @@ rule parse:
         "logs/parse/{dataset}.log",
     benchmark:
         "results/benchmarks/parse/{dataset}.tsv"
+    # R data objects (source rdata) are read through rpy2, in envs/rdata.yaml
     conda:
-        "../envs/data.yaml"
+        parse_env
     params:
         spec=lambda wildcards: parse_spec(config["datasets"][wildcards.dataset]),
         strip_prefix=config["genes"].get("strip_prefix"),

@@ -43,6 +43,9 @@ def test_shipped_configs_validate_and_get_defaults(config):
         (lambda c: c["models"].update(s={"architecture": "scvi_linear", "hidden": [64]}), "hidden"),
         (lambda c: c["models"].update(s={"architecture": "scvi", "gene_likelihood": "gaussian"}), "gaussian"),
         (lambda c: c["models"]["ldvae"].update(n_layers=2), "n_layers"),
+        # an R data object: its own keys only, and a file to fetch
+        (lambda c: c["datasets"].update(r={"source": "rdata", "url": "file:x.rds", "assays": "counts"}), "assays"),
+        (lambda c: c["datasets"].update(r={"source": "rdata", "object": "sce"}), "url"),
     ],
 )
 def test_wrong_key_or_type_names_the_key(config, edit, key):
@@ -50,6 +53,18 @@ def test_wrong_key_or_type_names_the_key(config, edit, key):
     edit(bad)
     with pytest.raises(WorkflowError, match=key):
         validate(bad, str(SCHEMA))
+
+
+def test_the_readmes_rdata_example_validates(config):
+    import re
+
+    block = re.search(r"```yaml\n(  lab_sce:.*?)```", (REPO / "README.md").read_text(), re.S).group(1)
+    config["datasets"].update(yaml.safe_load("datasets:\n" + block)["datasets"])
+    validate(config, str(SCHEMA))
+    keys = {"file": "sce.rda", "object": "sce", "assay": "counts", "obs_object": "meta", "gene_id_column": "ID",
+            "gene_symbol_column": "Symbol"}  # fmt: skip
+    config["datasets"]["lab_sce"].update(keys)
+    validate(config, str(SCHEMA))
 
 
 def test_snakemake_refuses_to_start_on_a_bad_key_or_an_unknown_dataset(tmp_path, config):

@@ -3,6 +3,7 @@ directly or through the scmix modules they use (conda cannot run here, so this i
 
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,12 @@ PROVIDERS = {
 MODEL_ENVS = ("../envs/torch.yaml", "../envs/scvi.yaml")
 # what only scvi-tools' models import (scmix.scvi_models, loaded when such a model is trained or loaded)
 SCVI_ONLY = {"scvi", "lightning"}
+# what only a Census query imports (scmix.sources.census, reached from parse.py through scmix.fetch); the parse of a
+# census dataset runs in the data env, which has them
+CENSUS_ONLY = {"cellxgene_census", "tiledbsoma"}
+# rule parse's env is common.smk's parse_env: the data env, or for R data objects (source rdata) the rdata env
+PARSE_ENVS = ("../envs/data.yaml", "../envs/rdata.yaml")
+FUNCTION_ENVS = {"model_env": MODEL_ENVS, "parse_env": PARSE_ENVS}
 
 
 def rules() -> dict[str, dict]:
@@ -39,8 +46,8 @@ def rules() -> dict[str, dict]:
         blocks = re.split(r"^rule (\w+):\n", smk.read_text(), flags=re.M)
         for name, body in zip(blocks[1::2], blocks[2::2], strict=True):
             body = re.split(r"^\S", body, maxsplit=1, flags=re.M)[0]  # up to the next top-level statement
-            conda = re.search(r"^\s+conda:\s*\n\s+(\"[^\"]+\"|model_env)$", body, flags=re.M)
-            envs = None if not conda else list(MODEL_ENVS) if conda[1] == "model_env" else [conda[1].strip('"')]
+            conda = re.search(r"^\s+conda:\s*\n\s+(\"[^\"]+\"|model_env|parse_env)$", body, flags=re.M)
+            envs = None if not conda else list(FUNCTION_ENVS.get(conda[1], [conda[1].strip('"')]))
             script = re.search(r"^\s+script:\s*\n\s+\"([^\"]+)\"", body, flags=re.M)
             out[name] = {"file": smk.name, "conda": envs, "script": script and script[1]}
     return out
@@ -92,12 +99,43 @@ def test_env_provides_what_the_rule_script_imports(name):
         needed = third_party_imports(script)
         if env != "../envs/scvi.yaml":
             needed -= SCVI_ONLY
+        if env == "../envs/rdata.yaml":  # the parse of an rdata dataset never queries the Census
+            needed -= CENSUS_ONLY
         missing = []
         for module in sorted(needed):
             providers = PROVIDERS.get(module, {module.lower().replace("_", "-")})
             if not providers & set(packages):
                 missing.append(module)
         assert not missing, f"rule {name}: {env} lacks {missing}, which {r['script']} needs"
+
+
+def test_each_parse_env_provides_what_its_source_modules_import():
+    """parse.py loads a dataset's source module by name (scmix.sources.registry), which the scan of the script cannot
+    follow: each source module's imports must be in the env parse_env gives its datasets, rdata's in envs/rdata.yaml
+    (rpy2 with R) and every other one's in envs/data.yaml."""
+    from scmix.sources.registry import SOURCES
+
+    assert "rdata" in SOURCES
+    for source, module in sorted(SOURCES.items()):
+        env = PARSE_ENVS[1] if source == "rdata" else PARSE_ENVS[0]
+        packages = env_packages((REPO / "rules" / env).resolve())
+        needed = third_party_imports(REPO / "scmix" / "sources" / f"{module}.py")
+        needed |= third_party_imports(REPO / "scripts" / "parse.py")
+        if source != "census":
+            needed -= CENSUS_ONLY
+        missing = sorted(m for m in needed if not PROVIDERS.get(m, {m.lower().replace("_", "-")}) & set(packages))
+        assert not missing, f"source {source}: {env} lacks {missing}, which scmix.sources.{module} needs"
+    assert "rpy2" not in env_packages(REPO / "envs" / "data.yaml")
+
+
+def test_the_rdata_env_pins_what_it_shares_with_the_data_env_alike():
+    data, rdata = env_packages(REPO / "envs" / "data.yaml"), env_packages(REPO / "envs" / "rdata.yaml")
+    shared = set(data) & set(rdata)
+    assert {"python", "numpy", "anndata"} <= shared
+    assert {p: rdata[p] for p in shared} == {p: data[p] for p in shared}
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["rdata"]
+    pins = dict(item.split("==") for item in extra)  # the rdata extra that make setup installs where R is
+    assert {p: rdata[p] for p in rdata if p.startswith("rpy2")} == pins
 
 
 def test_the_import_scan_sees_through_the_package():

@@ -75,7 +75,8 @@ def open_store(spec: Mapping, dataset: str):
     try:
         import cellxgene_census
     except ImportError as err:
-        raise ScmixInputError(f"source census needs cellxgene-census: {INSTALL}", dataset=dataset) from err
+        raise ScmixInputError(f"source census needs cellxgene-census, which cannot be imported ({err}): {INSTALL}",
+                              dataset=dataset) from err  # fmt: skip
     uri = _store_uri(spec, dataset)
     try:
         if uri is not None:

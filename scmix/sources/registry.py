@@ -14,4 +14,5 @@ SOURCES = {
     "geo": "geo",
     "recount3": "recount3",
     "census": "census",
+    "rdata": "rdata",
 }
