@@ -437,17 +437,26 @@ def _kill_group(proc, sig) -> int:
     return rc
 
 
+def _training_in_flight(workdir, log_path) -> list[str]:
+    """Models of the training jobs of the run logged at ``log_path`` that are at work: started (their job block
+    logged, not "Finished"), their own log begun, their model not yet written."""
+    models = []
+    for job in started_unfinished(Path(log_path).read_text()):
+        for f in job["output"] if job["rule"] == "train" else []:
+            if f.endswith("/model.pt") and not (workdir / f).exists():
+                train_log = "logs/train/" + f.removeprefix("results/models/").removesuffix("/model.pt") + ".log"
+                models += [f] if (workdir / train_log).exists() else []
+    return models
+
+
 def _model_written_training_on(workdir, log_path, before) -> bool:
-    """A model not in ``before`` is written and a training job of the run logged at ``log_path`` is still at work
-    (started, not finished, its model not written): the moment a SIGKILL cuts a training job short.
+    """A model not in ``before`` is written and a training job is still at work (``_training_in_flight``): the
+    moment a SIGKILL cuts a training job short.
 
     Waiting for the new model alone raced on a busy machine: the training job that wrote it could finish (history
     written, "Finished jobid" logged) before the kill, leaving no training job in flight to be redone."""
-    models = set((workdir / "results").glob("models/*/*/seed*/model.pt"))
-    if not models - before:
-        return False
-    running = [j for j in started_unfinished(Path(log_path).read_text()) if j["rule"] == "train"]
-    return any(not (workdir / f).exists() for j in running for f in j["output"] if f.endswith("model.pt"))
+    new = set((workdir / "results").glob("models/*/*/seed*/model.pt")) - before
+    return bool(new) and bool(_training_in_flight(workdir, log_path))
 
 
 def _locks(workdir) -> list[str]:
@@ -483,7 +492,9 @@ def interrupted(tiny_run, tmp_path_factory):
 
     with open(logs / "1.log", "w") as log:
         proc = _start(workdir, config, log, tables)
-        _wait_for(proc, lambda: any((workdir / "logs" / "train").rglob("*.log")), "a training job")
+        # a training job at work (not only a training log: the job that began it could be done by the time a
+        # starved test process sends the signal)
+        _wait_for(proc, lambda: _training_in_flight(workdir, logs / "1.log"), "a training job at work")
         t0 = time.monotonic()
         out["term_rc"] = _kill_group(proc, signal.SIGTERM)
         out["term_seconds"] = time.monotonic() - t0
