@@ -176,6 +176,18 @@ def test_synthetic_modes_outside_a_finished_run_stops_with_a_message(tmp_path):
         "first")  # fmt: skip
 
 
+def test_resume_determinism_stops_with_a_message_on_a_wrong_scenario_or_reference(tmp_path):
+    script = REPO / "benchmarks" / "resume_determinism.py"
+    proc = subprocess.run([sys.executable, str(script), "--scenarios", "term-train,nap", "--workdir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("resume_determinism: unknown scenario(s) ['nap']; choose from ['term-train',")
+    proc = subprocess.run([sys.executable, str(script), "--reference", str(tmp_path), "--workdir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == f"resume_determinism: the reference {tmp_path} has no model or no summary table"
+
+
 def test_mix_scale_with_an_unwritable_workdir_stops_with_a_message(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
