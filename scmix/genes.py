@@ -179,15 +179,26 @@ def select(adata: ad.AnnData, keys: pd.Index, match_on: str) -> ad.AnnData:
     return adata[:, key_positions(adata, keys, match_on)]
 
 
+# scanpy's flavours that expect log-normalised data (seurat_v3 and seurat_v3_paper expect counts)
+LOG_FLAVORS = ("seurat", "cell_ranger")
+
+
 def highly_variable(adata: ad.AnnData, n_top_genes: int, flavor: str = "seurat_v3",
                     batch_key: str | None = None) -> pd.Index:  # fmt: skip
-    """Names of the top ``n_top_genes`` variable genes, computed on raw counts (scanpy)."""
+    """Names of the top ``n_top_genes`` variable genes (scanpy): the ``seurat_v3`` flavours on the raw counts, as
+    they expect; ``seurat`` and ``cell_ranger``, which expect log data, on a log1p(CP10k) copy (the counts stay)."""
     import scanpy as sc
 
     if n_top_genes >= adata.n_vars:
         return adata.var_names
     if batch_key and (batch_key not in adata.obs or adata.obs[batch_key].nunique() < 2):
         batch_key = None
+    if flavor in LOG_FLAVORS:
+        from scmix.evaluate import sparse_log1p_cp10k
+
+        obs = adata.obs[[batch_key]] if batch_key else pd.DataFrame(index=adata.obs_names)
+        adata = ad.AnnData(X=sparse_log1p_cp10k(adata.X, dtype=np.float32), obs=obs,
+                           var=pd.DataFrame(index=adata.var_names))  # fmt: skip
     hvg = sc.pp.highly_variable_genes(adata, flavor=flavor, n_top_genes=n_top_genes, batch_key=batch_key,
                                       inplace=False, subset=False)  # fmt: skip
     hvg.index = adata.var_names

@@ -155,7 +155,13 @@ def make_mix(mix: str, recipe: Mapping, parts: Mapping[str, ad.AnnData], seed: i
     out.obs["dataset"] = pd.Categorical(out.obs["dataset"], categories=list(counts))
     _union_obs(out, {c["dataset"]: parts[c["dataset"]].obs.dtypes for c in components(recipe, mix)}, mix)
     if n_top_genes:
-        hvg = highly_variable(out, int(n_top_genes), hvg_flavor, hvg_batch_key)
+        try:
+            hvg = highly_variable(out, int(n_top_genes), hvg_flavor, hvg_batch_key)
+        except ValueError as err:  # seurat_v3's loess (scikit-misc) on too few cells: near singularities
+            detail = err.args[0].decode() if err.args and isinstance(err.args[0], bytes) else str(err)
+            raise ScmixInputError(f"genes.n_top_genes {n_top_genes} with hvg_flavor {hvg_flavor}: scanpy's fit on the "
+                                  f"mix's {out.n_obs} cells failed ({detail}); set genes.hvg_flavor: seurat (or "
+                                  "cell_ranger), or give the mix more cells", mix=mix) from err  # fmt: skip
         out = out[:, hvg].copy()
     out.uns["mix"] = {"name": mix, "seed": int(seed), "cells_per_dataset": counts, "n_genes": out.n_vars,
                       "n_shared_genes": len(keys), "match_on": match_on,

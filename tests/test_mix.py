@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import scanpy as sc
 
 from scmix.errors import ScmixInputError
 from scmix.mix import check_no_leak, make_mix, manifest, recipe_counts
@@ -310,3 +311,23 @@ def test_a_label_that_is_numbers_in_one_dataset_and_text_in_another_is_written_a
     assert (back.loc[back["dataset"] == "kang", "donor"].astype(str).to_numpy()
             == kang2018.obs.loc[drawn, "donor"].astype(str).to_numpy()).all()  # fmt: skip
     assert set(back.loc[back["dataset"] == "pbmc3k", "donor"]) == {"pbmc3k_donor"}
+
+
+def test_a_seurat_v3_fit_that_fails_on_a_small_real_mix_says_what_to_change(pbmc3k):
+    """scanpy's seurat_v3 flavour fits a loess (scikit-misc) that fails on 200 PBMC 3k cells; the mix stops with one
+    line naming the mix and the settings to change, and the seurat flavour works on the same cells."""
+    recipe = {"total_cells": 200, "datasets": {"pbmc3k": 1.0}}
+    with pytest.raises(ScmixInputError) as err:
+        make_mix("small", recipe, {"pbmc3k": pbmc3k}, seed=0, n_top_genes=500)
+    text = str(err.value)
+    assert text.startswith("mix 'small': genes.n_top_genes 500 with hvg_flavor seurat_v3: scanpy's fit on the mix's")
+    assert "set genes.hvg_flavor: seurat" in text and "\n" not in text
+    mix = make_mix("small", recipe, {"pbmc3k": pbmc3k}, seed=0, n_top_genes=500, hvg_flavor="seurat")
+    # the seurat flavour expects log data: scanpy's own choice on a normalised, log1p copy of the same cells
+    cells = pbmc3k[mix.obs["source_cell_id"].to_numpy()].copy()
+    sc.pp.normalize_total(cells, target_sum=1e4)
+    sc.pp.log1p(cells)
+    expected = sc.pp.highly_variable_genes(cells, n_top_genes=500, flavor="seurat", inplace=False)["highly_variable"]
+    assert mix.n_vars == 500 and set(mix.var_names) == set(pbmc3k.var_names[expected.to_numpy()])
+    raw = pbmc3k[mix.obs["source_cell_id"].to_numpy()][:, mix.var_names].X
+    assert (mix.X != raw).nnz == 0  # the counts stay counts
