@@ -49,6 +49,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from snakerun import live_group_members  # noqa: E402  (tests/snakerun.py)
 
 from scmix.resultdiff import diff_trees, result_files  # noqa: E402
 
@@ -175,18 +178,6 @@ STOPS = {
     "kill-evaluate": [("eval-table", signal.SIGKILL)],
     "term-evaluate": [("eval-log", signal.SIGTERM)],
 }
-
-
-def live_group_members(pgid: int) -> list[int]:
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(stat.parent.name))
-    return pids
 
 
 def stop_at(workdir: Path, config: Path, log: Path, event: str, sig: int, timeout: float = 600) -> str:

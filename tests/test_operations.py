@@ -25,7 +25,7 @@ import matplotlib.image as mpimg
 import pandas as pd
 import pytest
 import yaml
-from snakerun import REPO, snakemake
+from snakerun import REPO, live_group_members, snakemake
 
 from scmix.resultdiff import diff_trees
 from scmix.study import eval_sets
@@ -414,25 +414,12 @@ def _wait_for(proc, condition, what, timeout=300):
         time.sleep(0.1)
 
 
-def _live_group_members(pgid: int) -> list[int]:
-    """Processes of a process group that are still running (zombies excluded), from /proc."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(stat.parent.name))
-    return pids
-
-
 def _kill_group(proc, sig) -> int:
     os.killpg(proc.pid, sig)  # Snakemake and every job it started (start_new_session: one group)
     rc = proc.wait(timeout=120)
     deadline = time.monotonic() + 30
-    while _live_group_members(proc.pid):
-        assert time.monotonic() < deadline, f"jobs outlived Snakemake: {_live_group_members(proc.pid)}"
+    while live_group_members(proc.pid):
+        assert time.monotonic() < deadline, f"jobs outlived Snakemake: {live_group_members(proc.pid)}"
         time.sleep(0.1)
     return rc
 
