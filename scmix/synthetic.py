@@ -24,6 +24,7 @@ from sklearn.preprocessing import LabelEncoder
 
 from scmix.errors import ScmixInputError
 from scmix.evaluate import sparse_log1p_cp10k, top_variable_genes
+from scmix.sources.select import subsample
 
 log = logging.getLogger("scmix.synthetic")
 
@@ -44,14 +45,6 @@ def feature_matrix(logx, features: np.ndarray) -> np.ndarray:
     """The classifier's input: sparse log1p(CP10k) ``logx`` (``scmix.evaluate.sparse_log1p_cp10k``) on the
     ``features`` genes (cells x features, float32, the precision XGBoost reads); only those columns are densified."""
     return logx[:, features].toarray().astype(np.float32)
-
-
-def classifier_rows(n_cells: int, max_cells: int | None, seed: int) -> np.ndarray:
-    """The real training cells the classifier is fitted on: all of them, or a seeded uniform draw of
-    ``max_cells`` (synthetic.max_train_cells) in their original order."""
-    if not max_cells or n_cells <= max_cells:
-        return np.arange(n_cells)
-    return np.sort(np.random.default_rng(seed).choice(n_cells, max_cells, replace=False))
 
 
 def make_classifier(seed: int, n_classes: int, *, device: str = "cpu", n_jobs: int = 1, **params):
@@ -195,7 +188,8 @@ def judge(model, train_cells, y_train, held_counts, y_held, *, label_key: str, c
                                       cells=train_cells if per_label_library else None)  # fmt: skip
     log_train = sparse_log1p_cp10k(train_cells.counts)  # per cell: its rows are those of any subset of the cells
     features = top_variable_genes(log_train, n_features)  # the classifier's genes, over all training cells
-    rows = classifier_rows(len(y_train), max_train_cells, seed)
+    # the real training cells the classifier is fitted on: all, or a seeded draw of max_train_cells in their order
+    rows = subsample(len(y_train), max_train_cells, seed)
     y_train = np.asarray(y_train)[rows]
     logs = (log_train[rows], sparse_log1p_cp10k(held_counts), sparse_log1p_cp10k(X_synth))
     real_train, real_held, synth = (feature_matrix(logx, features) for logx in logs)

@@ -1,5 +1,6 @@
 """Choosing cells before their counts are read: an ``obs_filter`` (a pandas query on a source's cell table) and a
-seeded ``max_cells`` subsample, shared by the sources that can read only some rows (``h5ad``, ``census``).
+seeded ``max_cells`` subsample, shared by the sources that can read only some rows (``h5ad``, ``census``); the
+subsample also draws the real cells the synthetic-data classifier is fitted on (``synthetic.max_train_cells``).
 
 The subsample is a function of the number of cells that matched and the seed alone: the same file, filter and
 seed keep the same cells on every machine."""
@@ -37,7 +38,7 @@ def subsample(n: int, max_cells: int | None, seed: int) -> np.ndarray:
     all ``n`` when ``max_cells`` is None or not smaller than ``n``."""
     if max_cells is None or max_cells >= n:
         if max_cells is not None:
-            log.info("max_cells %d >= the %d cells that matched: every one is kept", max_cells, n)
+            log.info("max_cells %d >= the %d cells there are: every one is kept", max_cells, n)
         return np.arange(n)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n, size=int(max_cells), replace=False))

@@ -153,17 +153,11 @@ def _read_h5ad_parts(name: str, path: Path, layer, select=None, transpose: bool 
             element = f["layers"][layer] if layer is not None else f["X"]
             obs, var = read_elem(f["obs"]), read_elem(f["var"])
             uns = read_elem(f["uns"]) if "uns" in f else {}
-            record = None
-            if transpose:  # the cells are the file's columns: read it whole (then keep the selected cells)
-                X, obs, var = sp.csr_matrix(read_elem(element)).T.tocsr(), var, obs
-                if select is not None:
-                    rows, record = select(obs)
-                    X, obs = X[rows], _take(obs, rows)
-            elif select is not None:
+            if select is not None and not transpose:  # only the kept rows are read
                 rows, record = select(obs)
                 X, obs = _read_rows(name, path, element, rows), _take(obs, rows)
-            else:
-                X = read_elem(element)
+            else:  # all of it (a transposed file's cells are its columns: read whole, then selected)
+                X, obs, var, record = _in_memory(read_elem(element), obs, var, select, transpose)
         return X, obs, var, uns, layers, record
     except ScmixInputError:
         raise
@@ -174,13 +168,19 @@ def _read_h5ad_parts(name: str, path: Path, layer, select=None, transpose: bool 
             raise ScmixInputError(f"cannot read h5ad: {first}; {err}", dataset=name, path=str(path)) from err
         log.info("%s: %s read whole (%s)", name, path, first)
         X = adata.layers[layer] if layer is not None else adata.X
-        obs, var, record = adata.obs, adata.var, None
-        if transpose:
-            X, obs, var = sp.csr_matrix(X).T.tocsr(), var, obs
-        if select is not None:
-            rows, record = select(obs)
-            X, obs = sp.csr_matrix(X)[rows], _take(obs, rows)
+        X, obs, var, record = _in_memory(X, adata.obs, adata.var, select, transpose)
         return X, obs, var, dict(adata.uns), sorted(adata.layers.keys()), record
+
+
+def _in_memory(X, obs: pd.DataFrame, var: pd.DataFrame, select, transpose: bool):
+    """(X, obs, var, selection record or None) of a matrix read whole: turned to cells x genes, then the cells
+    ``select`` keeps taken."""
+    if transpose:
+        X, obs, var = sp.csr_matrix(X).T.tocsr(), var, obs
+    if select is None:
+        return X, obs, var, None
+    rows, record = select(obs)
+    return sp.csr_matrix(X)[rows], _take(obs, rows), var, record
 
 
 def _take(obs: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
