@@ -36,6 +36,7 @@ from scmix.errors import ScmixInputError
 from scmix.fetch import local_store
 from scmix.io import read_h5ad, write_h5ad
 from scmix.sources.select import selection_record, subsample
+from scmix.sources.tables import _gene_index
 
 log = logging.getLogger("scmix.sources.census")
 
@@ -145,10 +146,8 @@ def query(name: str, spec: Mapping) -> ad.AnnData:
             raise ScmixInputError(f"the Census's RNA measurement has no X layer '{layer}' (it has "
                                   f"{sorted(rna.X.keys())}); correct layer", dataset=name)  # fmt: skip
         X = _read_counts(name, rna.X[layer], kept, var["soma_joinid"].to_numpy(dtype=np.int64))
-    var = pd.DataFrame({"gene_ids": var["feature_id"].astype(str).to_numpy(),
-                        "gene_symbols": var["feature_name"].astype(str).to_numpy(),
-                        "soma_joinid": var["soma_joinid"].to_numpy()},
-                       index=ad.utils.make_index_unique(pd.Index(var["feature_name"].astype(str))))  # fmt: skip
+    var = _gene_index(name, _where(spec), var.set_index(var["soma_joinid"].astype(str).to_numpy()),
+                      id_column="feature_id", symbol_column="feature_name")  # fmt: skip
     record = selection_record(len(ids), len(kept), spec, keys=QUERY_KEYS)
     record["organism"], record["layer"] = organism, layer
     record.update({f"store_{k}": v for k, v in summary.items()})
