@@ -57,7 +57,8 @@ def diff_file(a, b, *, h5ad_bytes: bool = True) -> str | None:
         return diff_table(a, b)
     if a.suffix == ".pt":
         return diff_checkpoint(a, b)
-    same_bytes = a.read_bytes() == b.read_bytes()
+    bytes_a, bytes_b = a.read_bytes(), b.read_bytes()
+    same_bytes = bytes_a == bytes_b
     if a.suffix == ".h5ad":
         if same_bytes:
             return None
@@ -67,7 +68,7 @@ def diff_file(a, b, *, h5ad_bytes: bool = True) -> str | None:
         return "bytes differ, content equal (HDF5 layout)" if h5ad_bytes else None
     if a.suffix == ".png":
         return None if same_bytes else "image bytes differ"
-    return None if same_bytes else f"bytes differ at byte {_first_byte(a.read_bytes(), b.read_bytes())}"
+    return None if same_bytes else f"bytes differ at byte {_first_byte(bytes_a, bytes_b)}"
 
 
 def _first_byte(x: bytes, y: bytes) -> int:
