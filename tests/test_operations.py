@@ -510,7 +510,7 @@ def _check_final(r):
     for h5ad in (workdir / "results").rglob("*.h5ad"):
         assert ad.read_h5ad(h5ad).n_obs > 0, h5ad
     models = sorted(str(p.relative_to(full)) for p in (full / "results").glob("models/*/*/seed*/model.pt"))
-    assert models
+    assert models and len(models) == len(list((workdir / "results").glob("models/*/*/seed*/model.pt")))
     for png in (workdir / "results").rglob("*.png"):
         assert mpimg.imread(png).size > 0, png
     # the same weights and tables; the first difference of each file named (scmix.resultdiff)
