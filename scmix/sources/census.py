@@ -124,7 +124,7 @@ def query(name: str, spec: Mapping) -> ad.AnnData:
         if missing:
             raise ScmixInputError(f"obs_columns {missing} are not in the Census's cell table; it has "
                                   f"{sorted(found)}; correct obs_columns", dataset=name)  # fmt: skip
-        what = f"obs_value_filter {obs_filter!r} cannot be applied"
+        what = f"obs_value_filter {obs_filter!r} cannot be applied to the Census at {_where(spec)}"
         ids = _read(obs_frame, name, what, value_filter=obs_filter, column_names=["soma_joinid"])["soma_joinid"]
         ids = np.sort(ids.to_numpy(dtype=np.int64))
         if ids.size == 0:
@@ -136,7 +136,7 @@ def query(name: str, spec: Mapping) -> ad.AnnData:
         obs = obs.sort_values("soma_joinid")
         obs.index = pd.Index(obs["soma_joinid"].astype(str).to_numpy(), dtype=object)
         rna = experiment.ms["RNA"]
-        what = f"var_value_filter {var_filter!r} cannot be applied"
+        what = f"var_value_filter {var_filter!r} cannot be applied to the Census at {_where(spec)}"
         var = _read(rna.var, name, what, value_filter=var_filter,
                     column_names=["soma_joinid", "feature_id", "feature_name"])  # fmt: skip
         var = var.sort_values("soma_joinid")
