@@ -40,6 +40,11 @@ def _config_problem():
     return specs, None
 
 
+# a config file that gives a key twice: Snakemake's YAML reader keeps the later value without a word
+for _configfile in workflow.configfiles:
+    _problem = study.duplicate_key_problem(_configfile)
+    if _problem:
+        raise WorkflowError(_problem)
 # every model: the models section plus one per point of each sweep's grid, defaults filled in
 MODEL_SPECS, _problem = _config_problem()
 # raised at the top level: Snakemake prints the message without a traceback

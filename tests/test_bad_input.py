@@ -281,3 +281,45 @@ def test_a_config_error_of_the_package_reaches_the_user_as_one_line(tmp_path):
     assert res.returncode != 0
     assert "config: models.cvae: architecture cvae needs conditions (e.g. [cell_type])" in res.stderr + res.stdout
     assert "Traceback" not in res.stderr + res.stdout
+
+
+# ------------------------------------------------------------------------------------- config files and long names
+def test_a_config_file_that_gives_a_key_twice_is_refused_with_the_key_and_both_lines(tmp_path):
+    text = TINY.read_text()
+    assert text.count("\nseeds:") == 1
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(text + "seeds: [7]\n")
+    last = len(twice.read_text().splitlines())
+    first = 1 + text.splitlines().index(next(line for line in text.splitlines() if line.startswith("seeds:")))
+    res = snakemake(tmp_path, "-n", config=twice)
+    out = (res.stdout + res.stderr).splitlines()
+    assert res.returncode != 0 and "Traceback" not in res.stdout + res.stderr and len(out) < 8, out
+    assert (f"config file 'twice.yaml', line {last}: the key 'seeds' is given a second time (first at line {first}); a "
+            "YAML reader would keep only the later one: remove or merge one of them") in out  # fmt: skip
+
+    # nested: a second block for one model, in a file named as the user names it (relative to the folder)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text(text.replace("models:\n", "models:\n  ldvae: {architecture: vae}\n", 1))
+    os.chdir(tmp_path)
+    try:
+        message = study.duplicate_key_problem("nested.yaml")
+    finally:
+        os.chdir(REPO)
+    assert message.startswith("config file 'nested.yaml', line ") and "the key 'models.ldvae' is given" in message
+    # a config without duplicates (the shipped ones) passes; so does the same key in two different mappings
+    for path in [REPO / "config.yaml", *sorted((REPO / "config").rglob("*.yaml"))]:
+        assert study.duplicate_key_problem(path) is None, path
+    assert yaml.safe_load(text)["models"]["ldvae"]  # the tiny config has ldvae and cvae blocks with shared keys
+
+
+@pytest.mark.parametrize("section, old", [("datasets", "tumour"), ("mixes", "blood_only"), ("models", "ldvae")])
+def test_a_name_too_long_for_a_file_name_is_refused_at_start_up(tmp_path, section, old):
+    """A 300-character name once ran into Snakemake's wildcard recursion or 'File name too long'."""
+    long = "d" * 300
+    res = snakemake(tmp_path, "-n", config=write(tmp_path / "long.yaml", renamed(tiny(), section, old, long)))
+    out = (res.stdout + res.stderr).splitlines()
+    assert res.returncode != 0 and "Traceback" not in res.stdout + res.stderr and len(out) < 8, out
+    assert (f"config: {section} has the name '{long}', which is not allowed: a name is {names.NAME_RULE}, since it "
+            "becomes a folder name") in out  # fmt: skip
+    assert "64 characters at most" in names.NAME_RULE
+    assert study.check_name("d" * names.NAME_MAX, section) == "d" * names.NAME_MAX
