@@ -3,10 +3,12 @@
 Two modes (``params["mode"]``):
 
 - ``single_cell`` (default): cells with too few detected genes or counts, too many counts or too high a
-  mitochondrial share are removed, then genes detected in fewer than ``min_cells`` of the cells left.
+  mitochondrial share are removed, and cells whose counts are mostly spike-ins (``max_pct_spikein``: the share
+  of the ``drop_features`` features), then genes detected in fewer than ``min_cells`` of the cells left.
 - ``bulk`` (recount3, GEO supplementary counts, csv/h5ad bulk tables): the library size of each sample
   (its total counts, exact) is recorded in ``obs["library_size"]`` before any filter; the per-cell
-  filters (``min_genes``, ``min_counts``, ``max_counts``, ``max_pct_mito``, ``min_cells``) do not apply;
+  filters (``min_genes``, ``min_counts``, ``max_counts``, ``max_pct_mito``, ``max_pct_spikein``, ``min_cells``) do
+  not apply;
   samples below an optional ``min_library_size`` are removed, then genes with fewer than ``min_samples``
   samples of at least ``min_count`` counts (edgeR's min-samples rule, as ``R/recount3.R`` applies it).
 
@@ -33,8 +35,8 @@ from scmix.io import counts_matrix
 from scmix.settings import QC_DEFAULTS, QC_MODES, require
 
 log = logging.getLogger("scmix.qc")
-SINGLE_CELL_KEYS = ("drop_features", "min_genes", "min_counts", "max_counts", "max_pct_mito", "min_cells",
-                    "mito_prefix")  # fmt: skip
+SINGLE_CELL_KEYS = ("drop_features", "min_genes", "min_counts", "max_counts", "max_pct_mito", "max_pct_spikein",
+                    "min_cells", "mito_prefix")  # fmt: skip
 BULK_KEYS = ("drop_features", "min_count", "min_samples", "min_library_size", "mito_prefix")
 
 # rows of the sparse/dense matrix handled at once when counting (bounds the temporary memory)
@@ -281,6 +283,10 @@ def run_qc(adata: ad.AnnData, params: Mapping, *, dataset: str | None = None) ->
         if params.get("max_pct_mito") is not None:
             mask = obs["pct_counts_mt"].to_numpy() <= params["max_pct_mito"]
             steps.cells("max_pct_mito", params["max_pct_mito"], mask)
+        if params.get("max_pct_spikein") is not None and params["drop_features"]:
+            # no column where drop_features matched nothing: every cell's share is 0
+            pct = obs["pct_counts_dropped"].to_numpy() if "pct_counts_dropped" in obs else np.zeros(adata.n_obs)
+            steps.cells("max_pct_spikein", params["max_pct_spikein"], pct <= params["max_pct_spikein"])
         # cells of the kept rows in which each gene is detected (any positive value)
         n_cells = samples_with_min_count(counts_matrix(adata), np.finfo(float).tiny, rows=steps.keep)
         gene_keep = n_cells >= params["min_cells"]

@@ -27,6 +27,9 @@ QC_DEFAULTS = {
     "min_counts": 0,
     "max_counts": None,
     "max_pct_mito": 20.0,
+    # share of a cell's counts in the drop_features features (ERCC spike-ins): a cell mostly of spike-ins holds
+    # little of its own mRNA (a dying cell, an empty droplet)
+    "max_pct_spikein": 50.0,
     "min_cells": 3,
     "mito_prefix": "MT-",
     # bulk

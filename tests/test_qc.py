@@ -20,7 +20,8 @@ from scmix.settings import resolve_qc
 def test_qc_removes_low_quality_cells_and_reports_each_step(blood):
     params = resolve_qc({"min_genes": 100, "min_counts": 300, "max_pct_mito": 20, "min_cells": 3})
     out, report = run_qc(blood.copy(), params)
-    assert list(report["step"]) == ["input", "drop_features", "min_genes", "min_counts", "max_pct_mito", "min_cells"]
+    assert list(report["step"]) == ["input", "drop_features", "min_genes", "min_counts", "max_pct_mito",
+                                    "max_pct_spikein", "min_cells"]  # fmt: skip
     # the steps add up: cells left = input - removed, and match the output
     assert report["cells_left"].iloc[-1] == out.n_obs == blood.n_obs - report["cells_removed"].sum()
     assert report["genes_left"].iloc[-1] == out.n_vars == blood.n_vars - report["genes_removed"].sum()
@@ -131,7 +132,8 @@ def test_qc_rule_scripts_keep_raw_counts_and_draw_the_plot(blood, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     out = ad.read_h5ad(tmp_path / outputs["h5ad"])
     report = pd.read_csv(tmp_path / outputs["report"], sep="\t")
-    assert list(report["step"]) == ["input", "drop_features", "min_genes", "min_counts", "max_pct_mito", "min_cells"]
+    assert list(report["step"]) == ["input", "drop_features", "min_genes", "min_counts", "max_pct_mito",
+                                    "max_pct_spikein", "min_cells"]  # fmt: skip
     assert_table_adds_up(report.drop(columns="dataset"), raw, out)
     assert out.uns["qc"]["max_pct_mito"] == QC_DEFAULTS["max_pct_mito"]  # missing keys took the defaults
     # X holds the same raw integer counts; the metrics sit in obs/var
@@ -313,7 +315,7 @@ def test_spike_ins_are_removed_before_library_sizes_and_reported(pbmc3k, shared_
     adata, gene_totals = with_spike_ins(pbmc3k, ids)
     with caplog.at_level("INFO", logger="scmix.qc"):
         out, report = run_qc(adata, resolve_qc({"min_genes": 0, "min_counts": 0, "max_pct_mito": None,
-                                               "min_cells": 0}), dataset="spiked")  # fmt: skip
+                                               "max_pct_spikein": None, "min_cells": 0}), dataset="spiked")  # fmt: skip
     # library sizes are the genes' counts alone
     np.testing.assert_array_equal(adata.obs["total_counts"].to_numpy(), gene_totals)
     assert not out.var_names.str.startswith("ERCC-").any() and out.n_vars == pbmc3k.n_vars
@@ -325,12 +327,33 @@ def test_spike_ins_are_removed_before_library_sizes_and_reported(pbmc3k, shared_
     # the threshold applies to the genes' counts: spike-ins no longer carry a cell over min_counts
     low = gene_totals < 1500
     kept, _ = run_qc(with_spike_ins(pbmc3k, ids)[0], resolve_qc({"min_genes": 0, "min_counts": 1500,
-                                                                "max_pct_mito": None, "min_cells": 0}))  # fmt: skip
+                                                                "max_pct_mito": None, "max_pct_spikein": None,
+                                                                "min_cells": 0}))  # fmt: skip
     assert kept.n_obs == int((~low).sum())
     # drop_features: [] keeps them as genes (and in library size)
     no_drop = resolve_qc({"drop_features": [], "min_genes": 0, "max_pct_mito": None, "min_cells": 0})
     asis, report = run_qc(with_spike_ins(pbmc3k, ids)[0], no_drop)
     assert asis.var_names.str.startswith("ERCC-").sum() == 92 and "drop_features" not in set(report["step"])
+
+
+def test_cells_mostly_of_spike_ins_are_removed_by_max_pct_spikein(pbmc3k, shared_data):
+    """A cell whose counts are 90.9 % ERCC spike-ins holds little mRNA of its own: QC removes it by default."""
+    ids = ercc_ids(shared_data)
+    adata, _ = with_spike_ins(pbmc3k, ids, share=0.909)
+    adata.obs_names_make_unique()
+    loose = {"min_genes": 0, "min_counts": 0, "max_pct_mito": None, "min_cells": 0}
+    out, report = run_qc(adata, resolve_qc(loose), dataset="spiked")
+    pct = adata.obs["pct_counts_dropped"].to_numpy()
+    spiked = pct > 50
+    assert spiked.sum() == (pbmc3k.n_obs + 1) // 2 and np.median(pct[spiked]) == pytest.approx(90.9, abs=0.5)
+    assert resolve_qc({})["max_pct_spikein"] == 50.0
+    row = report.set_index("step").loc["max_pct_spikein"]
+    assert row["cells_removed"] == spiked.sum() and row["threshold"] == 50.0
+    assert list(out.obs_names) == list(adata.obs_names[~spiked]) and out.uns["qc"]["max_pct_spikein"] == 50.0
+    # the threshold is the user's: 95 % keeps them, null turns the filter off
+    assert run_qc(adata.copy(), resolve_qc({**loose, "max_pct_spikein": 95}))[0].n_obs == pbmc3k.n_obs
+    off, report = run_qc(adata.copy(), resolve_qc({**loose, "max_pct_spikein": None}))
+    assert off.n_obs == pbmc3k.n_obs and "max_pct_spikein" not in set(report["step"])
 
 
 def test_real_human_ercc_genes_are_not_spike_ins(shared_data):
