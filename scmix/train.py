@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from scmix.errors import ScmixInputError
 from scmix.models.counts import CellData
 from scmix.modelspec import DEFAULTS, KL_SCHEDULES
 
@@ -46,10 +47,24 @@ class TrainConfig:
         return cls(**{k: v for k, v in {**cfg, **overrides}.items() if k in names})
 
 
-def resolve_device(device: str = "auto") -> torch.device:
+def resolve_device(device: str = "auto", *, setting: str = "device", **where) -> torch.device:
+    """The torch device of a ``device`` setting (``auto``: the first GPU where torch sees one, else the CPU). A GPU
+    that is not there is bad input (``setting`` names the config key, ``where`` the model or mix for the message),
+    not torch's error from deep inside the first tensor moved."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    resolved = torch.device(device)
+    if resolved.type == "cuda":
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not found:
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            raise ScmixInputError(f"{setting} is '{device}', but torch {torch.__version__} ({build}) finds no CUDA GPU "
+                                  f"on this machine; set {setting}: auto (a GPU where there is one) or cpu, or run the "
+                                  "job on a GPU node", **where)  # fmt: skip
+        if (resolved.index or 0) >= found:
+            raise ScmixInputError(f"{setting} is '{device}', but this machine has {found} CUDA GPU(s) (cuda:0 to "
+                                  f"cuda:{found - 1}); choose one of them or auto", **where)  # fmt: skip
+    return resolved
 
 
 def seed_everything(seed: int) -> None:

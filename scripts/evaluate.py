@@ -103,7 +103,7 @@ def main(smk):
     w = smk.wildcards
     torch.set_num_threads(smk.threads)
     p = smk.params
-    model = load(smk.input.model, device=resolve_device(smk.resources.device))
+    model = load(smk.input.model, device=resolve_device(smk.resources.device, setting="evaluation.device"))
     zs, obs = [], []
     for i, (eval_set, path) in enumerate(zip(p.eval_sets, smk.input.eval, strict=True)):
         keys = {"model": w.model, "mix": w.mix, "seed": int(w.seed), "eval_set": eval_set}

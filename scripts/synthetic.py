@@ -22,7 +22,7 @@ def main(smk):
     torch.set_num_threads(smk.threads)
     p = smk.params
     seed, key = int(w.seed), p.label_key
-    device = resolve_device(smk.resources.device)
+    device = resolve_device(smk.resources.device, setting="evaluation.device")
     xgb_device = "cuda" if device.type == "cuda" else "cpu"
     model = load(smk.input.model, device=device)
     train = read_h5ad(smk.input.mix, mix=w.mix)

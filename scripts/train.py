@@ -8,10 +8,11 @@ import torch
 
 from scmix import rulecall
 from scmix.checkpoint import save_checkpoint
+from scmix.errors import ScmixInputError
 from scmix.io import read_h5ad, write_table
 from scmix.modeldata import checked_counts, model_input
 from scmix.modelspec import SCVI_ARCHITECTURES, module_kwargs
-from scmix.train import TrainConfig, build_and_fit, config_dict, resolve_device
+from scmix.train import TrainConfig, TrainingDiverged, build_and_fit, config_dict, resolve_device
 
 
 def main(smk):
@@ -19,7 +20,7 @@ def main(smk):
     torch.set_num_threads(smk.threads)
     spec = dict(smk.params.spec)
     arch = spec["architecture"]
-    device = resolve_device(smk.resources.device)
+    device = resolve_device(smk.resources.device, setting=f"models.{model_name}.device", model=model_name)
     adata = read_h5ad(smk.input.h5ad, mix=mix)
     X, vocab = checked_counts(adata, spec, name=mix, path=smk.input.h5ad, kind="mix")
     gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
@@ -51,7 +52,10 @@ def main(smk):
         cfg = TrainConfig.from_mapping(spec, seed=seed, device=smk.resources.device)
         data = model_input(X, adata.obs, spec, vocab, device=device)
         kwargs = module_kwargs(spec, adata.n_vars, vocab)
-        model, history = build_and_fit(arch, kwargs, data, cfg)
+        try:
+            model, history = build_and_fit(arch, kwargs, data, cfg)
+        except TrainingDiverged as err:
+            raise ScmixInputError(f"seed {seed}: training diverged: {err}", model=model_name, mix=mix) from None
         meta["train"] = config_dict(cfg)
         save_checkpoint(smk.output.model, model, architecture=arch, model_kwargs=kwargs, genes=adata.var_names,
                         meta=meta)  # fmt: skip

@@ -323,3 +323,31 @@ def test_a_name_too_long_for_a_file_name_is_refused_at_start_up(tmp_path, sectio
             "becomes a folder name") in out  # fmt: skip
     assert "64 characters at most" in names.NAME_RULE
     assert study.check_name("d" * names.NAME_MAX, section) == "d" * names.NAME_MAX
+
+
+def test_a_diverged_training_and_a_missing_gpu_are_one_line_naming_the_model(tmp_path):
+    """A loss that turns NaN (lr 1e30) and ``device: cuda`` on a machine without a GPU each end their training job
+    with one line naming the model (and the mix and seed, for the training), and write no model."""
+    import torch
+
+    cfg = tiny()
+    ldvae = {**cfg["models"]["ldvae"], "epochs": 2}
+    cfg["models"] = {"ldvae": {**ldvae, "lr": 1e30}, "gpu": {**ldvae, "device": "cuda"}}
+    targets = [f"results/models/{m}/blood_only/seed0/model.pt" for m in cfg["models"]]
+    res = snakemake(tmp_path, "--cores", "2", "--keep-going", *targets, config=write(tmp_path / "d.yaml", cfg))
+    assert res.returncode != 0 and "Traceback" not in res.stdout + res.stderr
+    lines = error_lines(res)
+    assert ("rule train: model 'ldvae', mix 'blood_only': seed 0: training diverged: loss became NaN/inf at epoch 1 "
+            "(reconstruction nan, KL nan); try a lower lr (now 1e+30), a longer KL warm-up, or check the input for "
+            "extreme values") in lines, lines  # fmt: skip
+    if not torch.cuda.is_available():
+        assert (f"rule train: model 'gpu': models.gpu.device is 'cuda', but torch {torch.__version__} (a CPU-only "
+                "build) finds no CUDA GPU on this machine; set models.gpu.device: auto (a GPU where there is one) or "
+                "cpu, or run the job on a GPU node") in lines or torch.version.cuda, lines  # fmt: skip
+        assert any(line.startswith("rule train: model 'gpu': models.gpu.device is 'cuda'") for line in lines), lines
+        from scmix.train import resolve_device
+
+        with pytest.raises(ScmixInputError, match=r"^evaluation.device is 'cuda:1', but torch .* finds no CUDA GPU"):
+            resolve_device("cuda:1", setting="evaluation.device")
+        assert resolve_device("auto").type == "cpu"
+    assert not any((tmp_path / t).exists() for t in targets)
