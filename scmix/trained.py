@@ -96,6 +96,8 @@ def _from_payload(payload: dict, path, device) -> TrainedModel:
 def check_genes(payload: dict, path) -> None:
     """The gene keys (what cells are matched on) are one per gene of the checkpoint."""
     keys = payload["meta"].get("gene_keys")
+    if keys is not None and not isinstance(keys, list):
+        raise unreadable(f"its gene keys are a {type(keys).__name__}, not a list", path)
     if keys is not None and len(keys) != len(payload["genes"]):
         raise unreadable(f"{len(keys)} gene keys for {len(payload['genes'])} genes", path)
 

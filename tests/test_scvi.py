@@ -88,6 +88,25 @@ def test_three_lines_of_python_give_the_workflows_latent(scvi_run, model, tmp_pa
     assert latent.obsm["X_umap"].shape == (latent.n_obs, 2)  # seed 0: the seed the UMAPs are drawn for
 
 
+@pytest.mark.e2e
+def test_rule_evaluate_refuses_a_model_file_of_another_architecture_than_the_configs(scvi_run, tmp_path):
+    """The scvi-tools model's file where the config's ldvae belongs (a stale or misplaced checkpoint): rule
+    evaluate stops with one line naming the model, the file and both architectures."""
+    import shutil
+
+    src, config = scvi_run
+    workdir = tmp_path / "work"
+    shutil.copytree(src, workdir, symlinks=True)  # modification times kept: the copy is up to date
+    models = workdir / "results/models"
+    shutil.copy(models / "linear_scvi/blood+tumour/seed0/model.pt", models / "ldvae/blood+tumour/seed0/model.pt")
+    res = snakemake(workdir, "--cores", "1", "results/latent/ldvae/blood+tumour/seed0/latent.h5ad", config=config)
+    assert res.returncode != 0
+    line = ("model 'ldvae', file 'results/models/ldvae/blood+tumour/seed0/model.pt': the file holds architecture "
+            "scvi_linear but the config's model 'ldvae' has architecture ldvae; delete it and rerun")  # fmt: skip
+    assert line in res.stderr, res.stderr[-3000:]
+    assert "Traceback" not in (workdir / "logs/evaluate/ldvae/blood+tumour/seed0.log").read_text()
+
+
 @pytest.mark.parametrize(("architecture", "batch_key"), [("scvi", "batch"), ("scvi_linear", None)])
 def test_an_scvi_tools_model_saved_as_weights_loads_to_the_same_outputs(tmp_path, blood, architecture, batch_key):
     """The checkpoint holds the module's tensors and plain data (no pickle); loaded, the model gives what the
