@@ -33,6 +33,8 @@ rule evaluate:
     resources:
         device=EVALUATION["device"],
     params:
+        # the config's architecture for the model: a checkpoint of another is refused
+        architecture=lambda wc: MODEL_SPECS[wc.model]["architecture"],
         eval_sets=EVAL_SETS,
         reconstruction=EVALUATION["reconstruction"],
         reconstruction_genes=EVALUATION["reconstruction_genes"],

@@ -17,21 +17,20 @@ scvi-tools is an optional extra (``pip install -e .[scvi]``); nothing here impor
 
 from __future__ import annotations
 
+import json
 import logging
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from scmix.checkpoint import FORMAT, save_payload
+from scmix.checkpoint import FORMAT, save_payload, unreadable
 from scmix.errors import ScmixInputError
-from scmix.trained import Cells, TrainedModel
+from scmix.trained import Cells, TrainedModel, check_genes, load_weights
 
 log = logging.getLogger("scmix.scvi")
 
@@ -133,53 +132,117 @@ def fit_scvi(counts, obs: pd.DataFrame, genes, spec: Mapping, *, seed: int, devi
     return model, history, len(history)
 
 
-def _save_blob(path, blob: bytes, *, architecture: str, genes, meta: dict) -> None:
+def _description(model) -> dict:
+    """What rebuilds a trained scvi-tools model, as plain data: its class, the arguments it was made with, the
+    batch column and its categories in scvi-tools' code order."""
+    registry = model.adata_manager.registry
+    setup = dict(registry["setup_args"])
+    if any(v is not None for k, v in setup.items() if k != "batch_key"):
+        raise ValueError(f"scmix stores scvi-tools models set up with batch_key only, not {setup}")
+    init = model.init_params_
+    params = {**init["non_kwargs"], **{k: v for extra in init["kwargs"].values() for k, v in extra.items()}}
+    key = setup.get("batch_key")
+    batches = registry["field_registries"]["batch"]["state_registry"]["categorical_mapping"]
+    description = {
+        "class": type(model).__name__,
+        "init_params": params,
+        "batch_key": key,
+        "batch_categories": [str(b) for b in batches],
+        "scvi_version": str(registry.get("scvi_version")),
+    }
+    json.dumps(description)  # plain data only: what torch's weights-only reader takes back
+    return description
+
+
+def save_scvi(path, model, *, architecture: str, genes, meta: dict) -> None:
+    """A trained scvi-tools model as an scmix checkpoint: its module's weights (tensors) and, under ``scvi``, the
+    plain data that rebuilds it (``_description``). Not scvi-tools' own ``model.save``: its model.pt is a
+    pickle (numpy object arrays, pandas tables) that only an unpickler that can run code reads back."""
     save_payload(path, {
         "format": FORMAT,
         "architecture": architecture,
         "model_kwargs": {},
         "genes": [str(g) for g in genes],
         "meta": meta,
-        "scvi_model": torch.frombuffer(bytearray(blob), dtype=torch.uint8),
+        "scvi": _description(model),
+        "state_dict": {k: v.detach().cpu() for k, v in model.module.state_dict().items()},
     })  # fmt: skip
 
 
-def save_scvi(path, model, *, architecture: str, genes, meta: dict) -> None:
-    """scvi-tools' own saved model (``model.save``) inside an scmix checkpoint, so that one file is the model."""
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save(tmp, overwrite=True, save_anndata=False)
-        blob = (Path(tmp) / "model.pt").read_bytes()
-    _save_blob(path, blob, architecture=architecture, genes=genes, meta=meta)
+def _rebuild(scvi_cls, description: dict, genes):
+    """An untrained scvi-tools model of the checkpoint's class and arguments on a template AnnData of its genes
+    and batches: a few one-count cells (the library prior it computes from them is replaced by the saved one)."""
+    import anndata as ad
+
+    key, batches = description["batch_key"], description["batch_categories"]
+    n = max(3, len(batches))
+    obs = pd.DataFrame(index=pd.Index([f"t{i}" for i in range(n)]))
+    if key:
+        obs[key] = pd.Categorical([batches[i % len(batches)] for i in range(n)], categories=batches)
+    ones = sp.csr_matrix((np.ones(n, dtype=np.float32), (np.arange(n), np.zeros(n, dtype=int))),
+                         shape=(n, len(genes)))  # fmt: skip
+    template = ad.AnnData(ones, obs=obs, var=pd.DataFrame(index=pd.Index(genes)))
+    scvi_cls.setup_anndata(template, batch_key=key)
+    model = scvi_cls(template, **description["init_params"])
+    mapping = model.adata_manager.registry["field_registries"]["batch"]["state_registry"]["categorical_mapping"]
+    if [str(b) for b in mapping] != list(batches):
+        raise ValueError(f"scvi-tools coded the batches {list(mapping)}, not {batches}")
+    return model
+
+
+def _checked_description(payload: dict, path) -> dict:
+    arch, description = payload["architecture"], payload.get("scvi")
+    if not isinstance(description, dict):
+        raise unreadable(f"architecture {arch} but no scvi-tools description in it", path)
+    if description.get("class") != CLASSES[arch]:
+        raise unreadable(f"it says architecture '{arch}' but holds an scvi-tools {description.get('class')}", path)
+    params, key, batches = description.get("init_params"), description.get("batch_key"), description.get(
+        "batch_categories")  # fmt: skip
+    plain = (str, int, float, bool, type(None))
+    if not (isinstance(params, dict) and all(isinstance(k, str) and isinstance(v, plain) for k, v in params.items())
+            and isinstance(key, str | None) and isinstance(batches, list)
+            and all(isinstance(b, str) for b in batches) and (batches or not key)):  # fmt: skip
+        raise unreadable("its scvi-tools description is not the plain data scmix writes", path)
+    return description
 
 
 class ScviModel(TrainedModel):
     """A trained scvi-tools model behind scmix's trained-model interface (see the module docstring)."""
 
-    def __init__(self, scvi_model, *, architecture: str, genes, meta: dict, blob: bytes, device="cpu"):
+    def __init__(self, scvi_model, *, architecture: str, genes, meta: dict, device="cpu"):
         super().__init__(scvi_model.module, architecture=architecture, model_kwargs={}, genes=genes, meta=meta,
                          device=device)  # fmt: skip
         self.scvi = scvi_model
-        self._blob = blob
 
     @classmethod
     def from_payload(cls, payload: dict, device="cpu", path=None) -> ScviModel:
-        arch = payload["architecture"]
+        """The scvi-tools model rebuilt from a checkpoint's description and loaded with its weights
+        (``save_scvi``): no pickle is read."""
+        arch, genes = payload["architecture"], payload["genes"]
+        check_genes(payload, path)
+        description = _checked_description(payload, path)
         scvi_cls = scvi_class(arch)
-        blob = payload["scvi_model"].numpy().tobytes()
-        spec = payload["meta"]["spec"]
-        key = spec.get("batch_key")
-        vocab = (payload["meta"].get("categories") or {}).get(key, [])
-        # scvi-tools loads a model onto an AnnData of its genes: a few one-count cells stand in (the library
-        # prior it computes from them is replaced by the saved one)
-        obs = pd.DataFrame({key: [vocab[0]] * 3} if key else {}, index=["t0", "t1", "t2"])
-        ones = sp.csr_matrix((np.ones(3), (np.arange(3), np.zeros(3, dtype=int))), shape=(3, len(payload["genes"])))
-        template = _adata(ones, obs, payload["genes"], key)
-        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            (Path(tmp) / "model.pt").write_bytes(blob)
-            accelerator = "gpu" if torch.device(device).type == "cuda" else "cpu"
-            model = scvi_cls.load(tmp, adata=template, accelerator=accelerator)
-        return cls(model, architecture=arch, genes=payload["genes"], meta=payload["meta"], blob=blob, device=device)
+            try:
+                model = _rebuild(scvi_cls, description, genes)
+            except (TypeError, ValueError, KeyError) as err:
+                raise unreadable(f"its scvi-tools settings do not make a {CLASSES[arch]}: {err}", path) from None
+
+        def refit(other):
+            if other not in CLASSES or other == arch:
+                return False
+            try:
+                _rebuild(scvi_class(other), description, genes).module.load_state_dict(payload["state_dict"])
+            except (TypeError, ValueError, KeyError, RuntimeError):
+                return False
+            return True
+
+        load_weights(model.module, payload, path, n_genes=len(genes), refit=refit)
+        model.is_trained_ = True
+        model.module.eval()
+        model.to_device(torch.device(device))
+        return cls(model, architecture=arch, genes=genes, meta=payload["meta"], device=device)
 
     @property
     def counts_model(self) -> bool:
@@ -319,4 +382,4 @@ class ScviModel(TrainedModel):
         return table.set_axis(self.genes, axis=0)
 
     def save(self, path) -> None:
-        _save_blob(path, self._blob, architecture=self.architecture, genes=self.genes, meta=self.meta)
+        save_scvi(path, self.scvi, architecture=self.architecture, genes=self.genes, meta=self.meta)

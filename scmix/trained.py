@@ -30,13 +30,14 @@ import scipy.sparse as sp
 import torch
 
 from scmix import transforms
-from scmix.checkpoint import load_payload, save_checkpoint
+from scmix.checkpoint import REBUILD, load_payload, save_checkpoint, unreadable
+from scmix.errors import ScmixInputError
 from scmix.evaluate import reindex_to_genes
 from scmix.genes import gene_keys
 from scmix.io import check_integer_counts
 from scmix.modeldata import cell_data, encode
 from scmix.models import build_model
-from scmix.modelspec import SCVI_ARCHITECTURES
+from scmix.modelspec import ARCHITECTURES, SCVI_ARCHITECTURES
 
 # where generate() draws z from (its docstring); the config's evaluation.synthetic.generation
 GENERATION_MODES = ("posterior", "aggregate", "prior")
@@ -64,12 +65,73 @@ class Cells:
 
 def load(path, device="cpu") -> TrainedModel:
     """The trained model at ``path`` (a ``model.pt`` the workflow's rule train wrote), on ``device``."""
+    return _from_payload(load_payload(path, device=device), path, device)
+
+
+def load_for_config(path, *, model: str, architecture: str, device="cpu") -> TrainedModel:
+    """``load`` for a rule that runs the config's model ``model`` of ``architecture``: a file of another
+    architecture (a stale or misplaced checkpoint) is refused before it is built."""
     payload = load_payload(path, device=device)
-    if payload["architecture"] in SCVI_ARCHITECTURES:
+    if payload["architecture"] != architecture:
+        raise ScmixInputError(
+            f"the file holds architecture {payload['architecture']} but the config's model '{model}' has "
+            f"architecture {architecture}; {REBUILD} (or set the model's architecture to "
+            f"{payload['architecture']})",
+            model=model, path=str(path),
+        )  # fmt: skip
+    return _from_payload(payload, path, device)
+
+
+def _from_payload(payload: dict, path, device) -> TrainedModel:
+    arch = payload["architecture"]
+    if arch in SCVI_ARCHITECTURES:
         from scmix.scvi_models import ScviModel
 
         return ScviModel.from_payload(payload, device=device, path=path)
-    return TrainedModel.from_payload(payload, device=device)
+    if arch not in ARCHITECTURES:
+        raise unreadable(f"architecture '{arch}' is not one of {', '.join(ARCHITECTURES + SCVI_ARCHITECTURES)}", path)
+    return TrainedModel.from_payload(payload, device=device, path=path)
+
+
+def check_genes(payload: dict, path) -> None:
+    """The gene keys (what cells are matched on) are one per gene of the checkpoint."""
+    keys = payload["meta"].get("gene_keys")
+    if keys is not None and not isinstance(keys, list):
+        raise unreadable(f"its gene keys are a {type(keys).__name__}, not a list", path)
+    if keys is not None and len(keys) != len(payload["genes"]):
+        raise unreadable(f"{len(keys)} gene keys for {len(payload['genes'])} genes", path)
+
+
+def load_weights(module, payload: dict, path, *, n_genes: int, refit=None) -> None:
+    """``module.load_state_dict`` of the checkpoint's weights, strict; weights that do not fit the module (built
+    from the checkpoint's architecture, settings and gene list) are one line saying what they are: weights for
+    another number of genes than the gene list's, or (``refit(arch)``: a module of another architecture that
+    takes them, or None) weights of another architecture than the file says."""
+    state, arch, genes = payload["state_dict"], payload["architecture"], payload["genes"]
+    try:
+        module.load_state_dict(state)
+        return
+    except RuntimeError:
+        pass
+    for other in (a for a in ARCHITECTURES + SCVI_ARCHITECTURES if a != arch):
+        if refit is not None and refit(other):
+            raise unreadable(f"it says architecture '{arch}' but its weights are those of architecture '{other}'",
+                             path)  # fmt: skip
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    for key, shape in expected.items():
+        found = tuple(state[key].shape) if key in state else None
+        if found and len(found) == len(shape) and found != shape:
+            for want, have in zip(shape, found, strict=True):
+                if want == n_genes and have != want:
+                    raise unreadable(f"its weights are for {have} genes, not the {len(genes)} it lists "
+                                     f"({key} is {list(found)})", path)  # fmt: skip
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    detail = "; ".join(part for part in (
+        f"missing {', '.join(missing[:3])}" if missing else "",
+        f"unexpected {', '.join(extra[:3])}" if extra else "",
+    ) if part) or "tensor shapes differ"  # fmt: skip
+    raise unreadable(f"its weights do not fit architecture '{arch}' with its recorded settings ({detail})", path)
 
 
 class TrainedModel:
@@ -99,11 +161,28 @@ class TrainedModel:
                    meta=meta, device=device)  # fmt: skip
 
     @classmethod
-    def from_payload(cls, payload: dict, device="cpu") -> TrainedModel:
-        module = build_model(payload["architecture"], **payload["model_kwargs"])
-        module.load_state_dict(payload["state_dict"])
-        return cls(module, architecture=payload["architecture"], model_kwargs=payload["model_kwargs"],
-                   genes=payload["genes"], meta=payload["meta"], device=device)  # fmt: skip
+    def from_payload(cls, payload: dict, device="cpu", path=None) -> TrainedModel:
+        """The model of a checkpoint's contents (``checkpoint.load_payload``), its architecture, settings, gene
+        list and weights checked against each other."""
+        arch, kwargs, genes = payload["architecture"], payload["model_kwargs"], payload["genes"]
+        check_genes(payload, path)
+        try:
+            module = build_model(arch, **kwargs)
+        except (TypeError, ValueError) as err:
+            raise unreadable(f"its recorded settings do not make a {arch}: {err}", path) from None
+
+        def refit(other):
+            try:
+                build_model(other, **kwargs).load_state_dict(payload["state_dict"])
+            except (TypeError, ValueError, RuntimeError):
+                return False
+            return True
+
+        load_weights(module, payload, path, n_genes=int(kwargs.get("n_genes", module.n_genes)), refit=refit)
+        if module.n_genes != len(genes):
+            raise unreadable(f"it lists {len(genes)} genes but its weights are for {module.n_genes} genes", path)
+        return cls(module, architecture=arch, model_kwargs=kwargs, genes=genes, meta=payload["meta"],
+                   device=device)  # fmt: skip
 
     # -- what the model knows ------------------------------------------------------------------------------
     @property

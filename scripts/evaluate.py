@@ -17,7 +17,7 @@ from scmix.io import read_h5ad, write_h5ad, write_table
 from scmix.latent import latent_scores, umap_coordinates
 from scmix.ppc import CHECKS, CheckAccumulator, top_variable
 from scmix.train import resolve_device
-from scmix.trained import latent_adata, load
+from scmix.trained import latent_adata, load_for_config
 
 
 def evaluate_set(model, adata, cells, eval_set, keys, p):
@@ -103,7 +103,8 @@ def main(smk):
     w = smk.wildcards
     torch.set_num_threads(smk.threads)
     p = smk.params
-    model = load(smk.input.model, device=resolve_device(smk.resources.device, setting="evaluation.device"))
+    device = resolve_device(smk.resources.device, setting="evaluation.device")
+    model = load_for_config(smk.input.model, model=w.model, architecture=p.architecture, device=device)
     zs, obs = [], []
     for i, (eval_set, path) in enumerate(zip(p.eval_sets, smk.input.eval, strict=True)):
         keys = {"model": w.model, "mix": w.mix, "seed": int(w.seed), "eval_set": eval_set}

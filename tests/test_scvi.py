@@ -86,3 +86,91 @@ def test_three_lines_of_python_give_the_workflows_latent(scvi_run, model, tmp_pa
     assert list(mine.obs["cell_id"]) == list(ad.read_h5ad(eval_h5ad).obs_names)
     np.testing.assert_allclose(np.load(out), mine.obsm["X_scmix"], rtol=0, atol=1e-5)
     assert latent.obsm["X_umap"].shape == (latent.n_obs, 2)  # seed 0: the seed the UMAPs are drawn for
+
+
+@pytest.mark.e2e
+def test_rule_evaluate_refuses_a_model_file_of_another_architecture_than_the_configs(scvi_run, tmp_path):
+    """The scvi-tools model's file where the config's ldvae belongs (a stale or misplaced checkpoint): rule
+    evaluate stops with one line naming the model, the file and both architectures."""
+    import shutil
+
+    src, config = scvi_run
+    workdir = tmp_path / "work"
+    shutil.copytree(src, workdir, symlinks=True)  # modification times kept: the copy is up to date
+    models = workdir / "results/models"
+    shutil.copy(models / "linear_scvi/blood+tumour/seed0/model.pt", models / "ldvae/blood+tumour/seed0/model.pt")
+    res = snakemake(workdir, "--cores", "1", "results/latent/ldvae/blood+tumour/seed0/latent.h5ad", config=config)
+    assert res.returncode != 0
+    line = ("model 'ldvae', file 'results/models/ldvae/blood+tumour/seed0/model.pt': the file holds architecture "
+            "scvi_linear but the config's model 'ldvae' has architecture ldvae; delete it and rerun")  # fmt: skip
+    assert line in res.stderr, res.stderr[-3000:]
+    assert "Traceback" not in (workdir / "logs/evaluate/ldvae/blood+tumour/seed0.log").read_text()
+
+
+@pytest.mark.parametrize(("architecture", "batch_key"), [("scvi", "batch"), ("scvi_linear", None)])
+def test_an_scvi_tools_model_saved_as_weights_loads_to_the_same_outputs(tmp_path, blood, architecture, batch_key):
+    """The checkpoint holds the module's tensors and plain data (no pickle); loaded, the model gives what the
+    trained model gave, and what scvi-tools' own save and load (a pickle, of a file written here) gives."""
+    import torch
+
+    import scmix
+    from scmix.checkpoint import load_payload
+    from scmix.modelspec import resolve
+    from scmix.scvi_models import ScviModel, _rebuild, fit_scvi, save_scvi, scvi_class
+
+    cells = blood[:240].copy()
+    spec = resolve("s", {"architecture": architecture, "n_latent": 3, "n_hidden": 16, "max_epochs": 3,
+                         "batch_key": batch_key, "threads": 1})  # fmt: skip
+    trained, _, _ = fit_scvi(cells.X, cells.obs, cells.var_names, spec, seed=0, device=torch.device("cpu"), name="m")
+    categories = {"batch": sorted(cells.obs["batch"].astype(str).unique())} if batch_key else {}
+    meta = {"model": "s", "spec": spec, "categories": categories}
+    live = ScviModel(trained, architecture=architecture, genes=cells.var_names, meta=meta)
+    path = tmp_path / "model.pt"
+    save_scvi(path, trained, architecture=architecture, genes=cells.var_names, meta=meta)
+    payload = load_payload(path)
+    assert "scvi_model" not in payload and payload["scvi"]["class"] in ("SCVI", "LinearSCVI")
+    loaded = scmix.load(path)
+    # scvi-tools' own round trip of the same model, as scmix loaded these models before
+    trained.save(tmp_path / "own", save_anndata=False)
+    template = _rebuild(scvi_class(architecture), payload["scvi"], list(cells.var_names)).adata
+    own = ScviModel(scvi_class(architecture).load(tmp_path / "own", adata=template, accelerator="cpu"),
+                    architecture=architecture, genes=cells.var_names, meta=meta)  # fmt: skip
+    query = blood[240:400]
+    for other in (loaded, own):
+        np.testing.assert_allclose(other.latent(query), live.latent(query), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(other.normalized_expression(query, library_size=1),
+                                   live.normalized_expression(query, library_size=1), rtol=1e-5, atol=1e-8)  # fmt: skip
+        like, ref = other.heldout_likelihood(query, n_samples=5), live.heldout_likelihood(query, n_samples=5)
+        np.testing.assert_allclose(like["marginal_ll"], ref["marginal_ll"], rtol=1e-5)
+        np.testing.assert_allclose(like["recon_nll"], ref["recon_nll"], rtol=1e-5)
+    if architecture == "scvi_linear":
+        pd.testing.assert_frame_equal(loaded.loadings(), live.loadings())
+    # saved again by the loaded model, it is the same checkpoint
+    loaded.save(tmp_path / "again.pt")
+    again = load_payload(tmp_path / "again.pt")
+    assert again["scvi"] == payload["scvi"] and again["genes"] == payload["genes"]
+    assert all(torch.equal(again["state_dict"][k], v) for k, v in payload["state_dict"].items())
+
+
+def test_an_scvi_tools_checkpoint_whose_genes_or_class_disagree_with_its_weights_is_refused(tmp_path, blood):
+    import torch
+
+    import scmix
+    from scmix.checkpoint import load_payload, save_payload
+    from scmix.errors import ScmixInputError
+    from scmix.modelspec import resolve
+    from scmix.scvi_models import fit_scvi, save_scvi
+
+    cells = blood[:120].copy()
+    spec = resolve("s", {"architecture": "scvi", "n_latent": 2, "n_hidden": 8, "max_epochs": 1, "threads": 1})
+    trained, _, _ = fit_scvi(cells.X, cells.obs, cells.var_names, spec, seed=0, device=torch.device("cpu"), name="m")
+    path = tmp_path / "model.pt"
+    save_scvi(path, trained, architecture="scvi", genes=cells.var_names, meta={"model": "s", "spec": spec})
+    payload = load_payload(path)
+    save_payload(path, {**payload, "genes": payload["genes"][:50]})
+    with pytest.raises(ScmixInputError, match=f"its weights are for {cells.n_vars} genes, not the 50 it lists") as err:
+        scmix.load(path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+    save_payload(path, {**payload, "architecture": "scvi_linear"})
+    with pytest.raises(ScmixInputError, match="says architecture 'scvi_linear' but holds an scvi-tools SCVI"):
+        scmix.load(path)
