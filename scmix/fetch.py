@@ -279,20 +279,22 @@ def _copy_file(src: Path, dst: Path, label: str, shown: Path) -> None:
 def _copy_folder(src: Path, dst: Path, label: str, *, url: str, dataset: str | None, shown: Path) -> None:
     """Copy a local folder's regular files and folders: each file with its source's read/write bits, each folder
     giving group and others no more than its source (``_folder_mode``); a link or a special file anywhere in it
-    is refused. Every .gz file is read to its end (a corrupt copy fails, naming the file by its path in the
-    folder). A refused write is a ``WriteRefused`` naming ``shown``."""
+    is refused before anything is copied. Every .gz file is read to its end (a corrupt copy fails, naming the
+    file by its path in the folder). A refused write is a ``WriteRefused`` naming ``shown``."""
     n_files = n_bytes = 0
+    entries = list(_folder_entries(src))  # all of it checked before a byte is copied
+    for rel, st in entries:
+        if not stat.S_ISDIR(st.st_mode) and not stat.S_ISREG(st.st_mode):
+            raise _not_copied(src, rel, st, dataset=dataset, url=url)
     folders = [(dst, src.stat())]
     with writing(shown):
         dst.mkdir(mode=0o700)  # opened to group and others, as far as the source is, once filled
-    for rel, st in _folder_entries(src):
+    for rel, st in entries:
         if stat.S_ISDIR(st.st_mode):
             with writing(shown):
                 (dst / rel).mkdir(mode=0o700)
             folders.append((dst / rel, st))
             continue
-        if not stat.S_ISREG(st.st_mode):
-            raise _not_copied(src, rel, st, dataset=dataset, url=url)
         try:
             fh = _open_regular(src / rel)
         except ValueError as err:  # changed since it was listed

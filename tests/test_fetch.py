@@ -330,7 +330,7 @@ def _real_mex(shared_data, folder):
     return folder
 
 
-def test_a_folder_source_copies_its_regular_files_and_refuses_any_link(shared_data, tmp_path, umask_022):
+def test_a_folder_source_copies_its_regular_files_and_refuses_any_link(shared_data, tmp_path, umask_022, monkeypatch):
     from scmix.fetch import local_sources_state
 
     src = _real_mex(shared_data, tmp_path / "mex")
@@ -357,8 +357,9 @@ def test_a_folder_source_copies_its_regular_files_and_refuses_any_link(shared_da
         assert list((tmp_path / "raw").iterdir()) == []  # nothing copied, no temporary folder
 
     (src / "shadow").symlink_to(secret)
-    state = local_sources_state({"url": url})
-    refused("shadow", f"is a link (to {secret})")
+    with monkeypatch.context() as m:  # the whole folder is checked before any file of it is read
+        m.setattr("scmix.fetch._open_regular", lambda path: pytest.fail(f"{path} read before the link was refused"))
+        refused("shadow", f"is a link (to {secret})")
     (src / "shadow").unlink()
     (src / "sub").mkdir()
     (src / "sub" / "home").symlink_to(home)  # a link to a folder: not followed into
