@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import warnings
@@ -173,6 +174,20 @@ def write_table(df, path: str | os.PathLike, **kwargs) -> None:
     try:
         with writing(path):
             df.to_csv(tmp, sep="\t", index=kwargs.pop("index", False), **kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(obj, path: str | os.PathLike) -> None:
+    """Write ``obj`` as indented JSON atomically (a refused write names ``path``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with writing(path), open(tmp, "w") as fh:
+            json.dump(obj, fh, indent=1)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

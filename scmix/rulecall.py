@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from scmix.errors import WRITE_ERRNOS, ScmixInputError
+from scmix.errors import ScmixInputError, refused_write_line
 from scmix.logs import setup
 
 # where a job may write, relative to the working directory (logs/ and benchmarks are Snakemake's own)
@@ -77,12 +77,10 @@ def unwritable_results(workdir: Path | None = None) -> str | None:
     return None
 
 
-def _write_error(err: OSError) -> str | None:
-    """One line for an OSError that is the file system refusing a write, else None."""
-    if err.errno not in WRITE_ERRNOS:
-        return None
-    where = f"'{err.filename}'" if err.filename else "an output file"
-    return f"cannot write {where}: {os.strerror(err.errno)}; free space or fix the permissions and rerun"
+def _write_error(err: OSError, outputs) -> str | None:
+    """One line for an OSError that is the file system refusing a write, else None (a write to an open file names
+    no file: the job's first output stands in for it)."""
+    return refused_write_line(err, str(outputs[0]) if outputs else None)
 
 
 def describe_inputs(inputs) -> str:
@@ -93,6 +91,15 @@ def describe_inputs(inputs) -> str:
     paths = [p for p in inputs if os.path.exists(p)]
     total = sum(in_memory_bytes(p) for p in paths)
     return f"{len(paths)} input file(s), {total} bytes ({total / 2**30:.3f} GiB) in memory"
+
+
+def _end(status: int) -> None:
+    """Exit with ``status`` once the logs are written. After a refused write, without Python's or C's clean-up at
+    exit: HDF5 crashes there on the objects of an h5ad whose writes failed (``scmix.errors.writing``)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def run(main, smk) -> None:
@@ -108,8 +115,8 @@ def run(main, smk) -> None:
         log.error("rule %s: %s", rule, err)
         sys.exit(1)
     except OSError as err:
-        line = _write_error(err)
+        line = _write_error(err, outputs)
         if line is None:
             raise
         log.error("rule %s: %s", rule, line)
-        sys.exit(1)
+        _end(1)

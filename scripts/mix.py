@@ -1,12 +1,11 @@
 """Rule mix: draw one training mix for one seed; check that no held-out cell leaks into it, by ID or as the same
 cell in another source."""
 
-import json
 import logging
 
 from scmix import rulecall
 from scmix.genes import MIN_SHARED_GENES, read_gene_list, resolve_match_on, shared_keys
-from scmix.io import read_h5ad, write_h5ad, write_table
+from scmix.io import read_h5ad, write_h5ad, write_json, write_table
 from scmix.mix import (
     check_no_duplicate_leak,
     check_no_leak,
@@ -52,8 +51,7 @@ def main(smk):
     write_table(tab, smk.output.manifest)
     summary = manifest_summary(adata, smk.params.recipe)
     summary["genes_file"] = smk.output.genes
-    with open(smk.output.summary, "w") as fh:
-        json.dump(summary, fh, indent=1)
+    write_json(summary, smk.output.summary)
     genes = adata.var[[c for c in ("gene_ids", "match_key") if c in adata.var]].copy()
     write_table(genes, smk.output.genes, index=True, index_label="gene")
     write_h5ad(adata, smk.output.h5ad)

@@ -1,3 +1,5 @@
+import os
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -124,3 +126,22 @@ def closed(monkeypatch):
 
     monkeypatch.setattr(plots.plt, "close", close)
     return figures
+
+
+@pytest.fixture
+def small_tmpfs():
+    """A function mounting a tmpfs of a given size (e.g. "4m") at a folder, to make a disk fill up for real; the
+    test is skipped where mounting is impossible (not root, no tmpfs). Every mount is undone afterwards."""
+    mounted = []
+
+    def mount(path: Path, size: str) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                                               capture_output=True).returncode != 0:  # fmt: skip
+            pytest.skip("needs root and tmpfs mounts to make a small file system")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", str(path)], check=False)

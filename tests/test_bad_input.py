@@ -242,8 +242,10 @@ def test_a_full_or_read_only_results_folder_is_one_line_naming_the_path(small_di
     # full: the model (~1 MiB of weights) does not fit in 64 KiB; training runs, the write fails in one line
     res = snakemake(work, "--cores", "1", target, config=config)
     assert res.returncode != 0 and "Traceback" not in res.stdout + res.stderr
-    [line] = error_lines(res)
-    assert line.startswith("rule train: cannot write '") and "No space left on device; free space" in line, line
+    assert error_lines(res) == [
+        f"rule train: disk full (No space left on device) writing {target}; free space in {os.path.dirname(target)} "
+        "(or give the workflow a larger disk) and rerun"
+    ]
     assert not (work / target).exists() and not list(mount.rglob("*.pt*"))
 
     # read-only: refused when the run starts, before any job
@@ -259,6 +261,107 @@ def test_a_full_or_read_only_results_folder_is_one_line_naming_the_path(small_di
     # the job's own check, for a folder that turns read-only after the run started
     with pytest.raises(ScmixInputError, match=f"cannot write to folder {mount}/x: Read-only file system"):
         check_outputs([target.replace("ldvae/blood_only/seed0", "x")], work)
+
+
+WRITE_JOB = """
+import errno, os, sys
+from types import SimpleNamespace
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+
+from scmix import rulecall
+from scmix.io import write_h5ad
+
+if sys.argv[1] == "refused":  # a stand-in for a full disk where none can be mounted
+    def refuse(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    ad.AnnData.write_h5ad = refuse
+
+
+def main(smk):  # about 4 MB of counts, gzip-compressed
+    X = sp.random(3000, 2000, density=0.2, format="csr", random_state=0, dtype=np.float32)
+    X.data = np.random.default_rng(0).integers(1, 1000, X.nnz).astype(np.float32)
+    write_h5ad(ad.AnnData(X), smk.output[0])
+
+
+rulecall.run(main, SimpleNamespace(rule="mix", log=["logs/mix.log"], input=[], output=[sys.argv[2]]))
+"""
+
+
+def _write_job(work, how: str, output: str):
+    (work / "logs").mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, "-c", WRITE_JOB, how, output], cwd=work, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+
+
+FULL_MIX = ("rule mix: disk full (No space left on device) writing results/mixes/m/seed0.h5ad; free space in "
+            "results/mixes/m (or give the workflow a larger disk) and rerun")  # fmt: skip
+
+
+def test_a_refused_h5ad_write_is_one_line_naming_the_file(tmp_path):
+    res = _write_job(tmp_path, "refused", "results/mixes/m/seed0.h5ad")
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert [line.split(" scmix ERROR ", 1)[1] for line in res.stderr.splitlines() if " ERROR " in line] == [FULL_MIX]
+    assert "Traceback" not in res.stderr
+    assert list((tmp_path / "results" / "mixes" / "m").iterdir()) == []  # no temporary file left
+
+
+def test_an_h5ad_on_a_full_disk_is_one_line_not_hdf5_tracebacks_nor_a_crash(tmp_path, small_tmpfs):
+    """h5py reports each object it cannot flush in a traceback of its own (hundreds for one h5ad), and HDF5
+    crashes at exit on the objects it still holds: the job says one line, exits 1 and leaves nothing."""
+    small_tmpfs(tmp_path / "results" / "mixes", "1m")
+    res = _write_job(tmp_path, "real", "results/mixes/m/seed0.h5ad")
+    lines = res.stderr.splitlines()
+    assert res.returncode == 1, res.stderr[-3000:]  # not 139: no crash at exit
+    assert len(lines) == 2 and lines[1].endswith(f" scmix ERROR {FULL_MIX}"), lines[:20]  # "reads ..." and the line
+    assert "Traceback" not in res.stderr and "Exception ignored" not in res.stderr
+    assert list((tmp_path / "results" / "mixes" / "m").iterdir()) == []
+    assert (tmp_path / "logs" / "mix.log").read_text().strip().endswith(FULL_MIX)
+
+
+def test_a_mix_on_a_full_disk_stops_in_one_line_and_leaves_nothing(tmp_path, small_tmpfs):
+    """The workflow's mix job on a results/mixes too small for its h5ad (308 KiB; its tables fit)."""
+    mount = small_tmpfs(tmp_path / "results" / "mixes", "128k")
+    res = snakemake(tmp_path, "--cores", "2", "results/mixes/blood_only/seed0.h5ad")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "Traceback" not in out and "Exception ignored" not in out, out[-3000:]
+    assert error_lines(res) == [
+        "rule mix: disk full (No space left on device) writing results/mixes/blood_only/seed0.h5ad; free space in "
+        "results/mixes/blood_only (or give the workflow a larger disk) and rerun"
+    ]
+    assert "exit status 1" in out or "returned non-zero exit status 1" in out, out[-3000:]
+    assert [p for p in mount.rglob("*") if p.is_file()] == []  # no output, partial or whole, no temporary file
+
+
+def test_a_log_file_on_a_full_disk_is_said_once_and_the_messages_go_on_to_stderr(tmp_path, capsys):
+    import errno
+    import logging
+
+    from scmix.logs import LogFile
+
+    class Full:
+        def write(self, text):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def flush(self):
+            pass
+
+    handler = LogFile(tmp_path / "job.log")
+    handler.stream.close()
+    handler.stream = Full()
+    log = logging.getLogger("scmix.test_full_log")
+    log.addHandler(handler)
+    try:
+        for i in range(3):
+            log.warning("message %d", i)
+    finally:
+        log.removeHandler(handler)
+    assert capsys.readouterr().err.splitlines() == [
+        "the log file is not written from here on, the messages go to stderr alone: disk full (No space left on "
+        f"device) writing {tmp_path}/job.log; free space in {tmp_path} (or give the workflow a larger disk) and rerun"
+    ]
 
 
 def test_messages_name_a_mix_as_a_mix():

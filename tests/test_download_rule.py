@@ -162,3 +162,44 @@ def test_editing_a_datasets_qc_block_neither_downloads_nor_parses_again(tmp_path
     spec["gex_only"] = False
     res, out = run(tmp_path, write_config(tmp_path / "gex.yaml", {"pbmc": spec}), "-n", "results/raw/pbmc.h5ad")
     assert res.returncode == 0 and planned(out) == {"parse"}, out[-3000:]
+
+
+def test_a_link_in_a_source_folder_and_a_zip_bomb_stop_the_download_in_one_line(tmp_path):
+    src = build_mex(tmp_path / "mex")
+    secret = tmp_path / "private" / "id_ed25519"
+    secret.parent.mkdir(mode=0o700)
+    secret.write_text("a key")
+    (src / "key").symlink_to(secret)
+    url = f"file://{src}"
+    config = write_config(tmp_path / "config.yaml", {"pbmc": {"source": "tenx", "url": url}})
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    res, out = run(workdir, config, "resources/raw/pbmc")
+    assert res.returncode == 1 and "Traceback" not in out, out[-3000:]
+    assert error_lines((workdir / "logs/download/pbmc.log").read_text()) == [
+        f"rule download: dataset 'pbmc', url '{url}', file 'key': is a link (to {secret}); a folder source copies "
+        "only the regular files and folders inside it, never a link or a special file: put the file itself in the "
+        "folder, or name it by a url of its own"
+    ]
+    assert not list(workdir.glob("resources/raw/*")) and not list(workdir.glob("resources/raw/.*"))
+
+    # a zip of 4 MiB of zeros (4 KiB): over the cap; download.max_expansion raised, it is extracted
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "zeros.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.bin", bytes(4 << 20))
+    url = f"file://{tmp_path}/zeros.zip"
+    config = write_config(tmp_path / "bomb.yaml", {"pbmc": {"source": "tenx", "url": url}})
+    res, out = run(workdir, config, "resources/raw/pbmc")
+    assert res.returncode == 1 and "Traceback" not in out, out[-3000:]
+    [line] = error_lines((workdir / "logs/download/pbmc.log").read_text())
+    assert line.startswith(f"rule download: dataset 'pbmc', url '{url}': the archive's members declare 4.0 MiB, ")
+    assert line.endswith("more than download.max_expansion (200) allows; refusing to extract (a compression bomb; or a "
+                         "file that really compresses that well: then raise download.max_expansion)")  # fmt: skip
+    assert not list(workdir.glob("resources/raw/*")) and not list(workdir.glob("resources/raw/.*"))
+    cfg = yaml.safe_load(config.read_text())
+    cfg["download"] = {"max_expansion": 2000}
+    config.write_text(yaml.safe_dump(cfg))
+    res, out = run(workdir, config, "resources/raw/pbmc")
+    assert res.returncode == 0, out[-3000:]
+    assert (workdir / "resources/raw/pbmc/zeros/zeros.bin").stat().st_size == 4 << 20

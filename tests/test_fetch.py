@@ -1,10 +1,13 @@
 """Fetching: file:// and a local HTTP server on 127.0.0.1 (retries, checksums, truncation, atomicity)."""
 
+import errno
 import gzip
 import hashlib
 import http.server
 import io
 import os
+import re
+import shutil
 import tarfile
 import threading
 import zipfile
@@ -261,7 +264,7 @@ def test_copies_keep_the_sources_restrictions(server, tmp_path, umask_022):
         out = fetch(f"file://{src}", tmp_path / "folder")
     finally:
         (src / "private").chmod(0o755)
-    assert mode(out) == mode(out / "private") == 0o755
+    assert mode(out) == 0o755 and mode(out / "private") == 0o700  # a private folder stays private
     assert mode(out / "private" / "key.txt") == 0o600 and mode(out / "run.sh") == 0o644
     # a download over http is 0o666 less the umask; a 0600 .gz decompressed and a 0600 archive extracted stay 0600
     assert mode(fetch(f"{server}/data.tsv.gz", tmp_path / "web.tsv.gz")) == 0o644
@@ -318,3 +321,223 @@ def test_messages_name_the_url_as_written_never_a_temporary_path(server, tmp_pat
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "x.txt").write_text("x")
     assert (fetch_dataset("d", {"url": "file:data/x.txt"}, tmp_path / "raw" / "d") / "x.txt").read_text() == "x"
+
+
+# ------------------------------------------------------------------------------------ a folder source's links
+def _real_mex(shared_data, folder):
+    """A real 10x v3 MEX folder (scanpy's fixture), copied: the kind of folder a file: source names."""
+    shutil.copytree(shared_data / "tenx" / "scanpy_fixtures" / "3.0.0" / "filtered_feature_bc_matrix", folder)
+    return folder
+
+
+def test_a_folder_source_copies_its_regular_files_and_refuses_any_link(shared_data, tmp_path, umask_022, monkeypatch):
+    from scmix.fetch import local_sources_state
+
+    src = _real_mex(shared_data, tmp_path / "mex")
+    secret = tmp_path / "etc" / "shadow"  # stands in for the password hashes
+    secret.parent.mkdir()
+    secret.write_text("root:$6$hash")
+    secret.chmod(0o600)
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_text("private key")
+    (home / ".ssh").chmod(0o700)
+    url = f"file://{src}"
+    out = tmp_path / "raw" / "d"
+
+    def refused(rel, what):
+        with pytest.raises(ScmixInputError) as err:
+            fetch_dataset("d", {"source": "tenx", "url": url}, out)
+        assert str(err.value) == (
+            f"dataset 'd', url '{url}', file '{rel}': {what}; a folder source copies only the regular files and "
+            "folders inside it, never a link or a special file: "
+            + ("put the file itself in the folder, or name it by a url of its own" if "link" in what else
+               "remove it from the folder")
+        )  # fmt: skip
+        assert list((tmp_path / "raw").iterdir()) == []  # nothing copied, no temporary folder
+
+    (src / "shadow").symlink_to(secret)
+    with monkeypatch.context() as m:  # the whole folder is checked before any file of it is read
+        m.setattr("scmix.fetch._open_regular", lambda path: pytest.fail(f"{path} read before the link was refused"))
+        refused("shadow", f"is a link (to {secret})")
+    (src / "shadow").unlink()
+    (src / "sub").mkdir()
+    (src / "sub" / "home").symlink_to(home)  # a link to a folder: not followed into
+    refused("sub/home", f"is a link (to {home})")
+    # the fingerprint never reads through a link: what the linked folder holds does not change it
+    state = local_sources_state({"url": url})
+    (home / ".ssh" / "id_ed25519").write_text("another key")
+    assert local_sources_state({"url": url}) == state
+    (src / "sub" / "home").unlink()
+    (src / "sub" / "home").symlink_to(secret)  # the same name, another target: the state changes
+    assert local_sources_state({"url": url}) != state
+    (src / "sub" / "home").unlink()
+    (src / "again.mtx.gz").symlink_to("matrix.mtx.gz")  # a link that stays inside the folder is refused too
+    refused("again.mtx.gz", "is a link (to matrix.mtx.gz)")
+    (src / "again.mtx.gz").unlink()
+    os.mkfifo(src / "sub" / "pipe")  # refused, not waited on
+    refused("sub/pipe", "is a named pipe, not a regular file")
+    (src / "sub" / "pipe").unlink()
+
+    (src / "sub").chmod(0o700)
+    raw = fetch_dataset("d", {"source": "tenx", "url": url}, out)
+    for name in ("matrix.mtx.gz", "features.tsv.gz", "barcodes.tsv.gz"):
+        assert (raw / "mex" / name).read_bytes() == (src / name).read_bytes()
+    assert sorted(p.name for p in (raw / "mex").iterdir()) == ["barcodes.tsv.gz", "features.tsv.gz", "matrix.mtx.gz",
+                                                                 "sub"]  # fmt: skip
+    assert (raw / "mex" / "sub").stat().st_mode & 0o777 == 0o700  # never wider than the source
+
+    # the path the url itself names is the user's choice: a link there is followed; it must end at a regular file
+    (tmp_path / "matrix_link.mtx.gz").symlink_to(src / "matrix.mtx.gz")
+    copy = fetch(f"file://{tmp_path}/matrix_link.mtx.gz", tmp_path / "copy.mtx.gz", dataset="d")
+    assert copy.read_bytes() == (src / "matrix.mtx.gz").read_bytes()
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(ScmixInputError) as err:
+        fetch(f"file://{tmp_path}/fifo", tmp_path / "fifo.copy", dataset="d")
+    assert str(err.value) == f"dataset 'd', url 'file://{tmp_path}/fifo': is a named pipe, not a regular file or folder"
+    assert not (tmp_path / "fifo.copy").exists()
+
+
+# --------------------------------------------------------------------------------------- archive expansion
+ZEROS = 64 << 20  # 64 MiB of zeros: about 64 KiB deflated, 1,000 times smaller
+
+
+def _zip_bomb(path, size=ZEROS):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("zeros.bin", "w") as fh:
+            block = bytes(1 << 20)
+            for _ in range(size >> 20):
+                fh.write(block)
+    return path
+
+
+def test_an_archive_declaring_more_than_the_expansion_cap_or_the_free_space_writes_nothing(tmp_path, monkeypatch):
+    from scmix.fetch import gunzip
+
+    bomb = _zip_bomb(tmp_path / "bomb.zip")
+    kib = bomb.stat().st_size / 1024
+    assert kib < 100
+    url = f"file://{bomb}"
+    with pytest.raises(ScmixInputError) as err:
+        fetch_dataset("d", {"source": "h5ad", "url": url}, tmp_path / "raw" / "d")
+    ratio = round(ZEROS / bomb.stat().st_size)
+    assert str(err.value) == (
+        f"dataset 'd', url '{url}': the archive's members declare 64.0 MiB, {ratio} times its own {kib:.1f} KiB, "
+        "more than download.max_expansion (200) allows; refusing to extract (a compression bomb; or a file that "
+        "really compresses that well: then raise download.max_expansion)"
+    )
+    assert list((tmp_path / "raw").iterdir()) == []
+    # the same for a tar.gz (refused at the first header, its data never decompressed) and a .gz to decompress
+    with tarfile.open(tmp_path / "bomb.tar.gz", "w:gz") as tf:
+        info = tarfile.TarInfo("zeros.bin")
+        info.size = ZEROS
+        tf.addfile(info, io.BufferedReader(io.BytesIO(bytes(ZEROS))))
+    with pytest.raises(ScmixInputError, match="the archive's members declare 64.0 MiB, .* refusing to extract"):
+        extract(tmp_path / "bomb.tar.gz", dataset="d")
+    (tmp_path / "zeros.bin.gz").write_bytes(gzip.compress(bytes(ZEROS)))
+    limit = 200 * (tmp_path / "zeros.bin.gz").stat().st_size
+    with pytest.raises(ScmixInputError) as err:
+        gunzip(tmp_path / "zeros.bin.gz", dataset="d")
+    assert str(err.value).startswith(
+        f"dataset 'd', file '{tmp_path}/zeros.bin.gz': decompresses to more than {limit / 2**20:.1f} MiB, the most "
+        "download.max_expansion (200) allows"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.tar.gz", "bomb.zip", "raw", "zeros.bin.gz"]
+
+    # a genuine file that compresses that well: the cap raised, it extracts, unless the disk has not the room
+    monkeypatch.setattr("scmix.fetch.shutil.disk_usage", lambda p: shutil._ntuple_diskusage(10 << 30, 0, 10 << 20))
+    with pytest.raises(ScmixInputError) as err:
+        fetch_dataset("d", {"source": "h5ad", "url": url}, tmp_path / "raw" / "d", max_expansion=2000)
+    assert str(err.value) == (
+        f"dataset 'd', url '{url}': the archive's members declare 64.0 MiB, but only 10.0 MiB is free on the disk of "
+        f"{tmp_path}/raw/d; free space there (or give the workflow a larger disk) and rerun"
+    )
+    assert list((tmp_path / "raw").iterdir()) == []
+    monkeypatch.undo()
+    raw = fetch_dataset("d", {"source": "h5ad", "url": url}, tmp_path / "raw" / "d", max_expansion=2000)
+    assert (raw / "bomb" / "zeros.bin").stat().st_size == ZEROS
+
+
+def test_a_zip_member_writes_no_more_than_it_declares(tmp_path):
+    """The declared sizes are what is checked; a member that declares 1 KiB and holds 64 MiB stops at 1 KiB."""
+    bomb = _zip_bomb(tmp_path / "liar.zip")
+    data = bytearray(bomb.read_bytes())
+    for signature, offset in ((b"PK\x01\x02", 24), (b"PK\x03\x04", 22)):  # central and local headers
+        at = data.index(signature) + offset
+        data[at : at + 4] = (1024).to_bytes(4, "little")
+    bomb.write_bytes(bytes(data))
+    assert zipfile.ZipFile(bomb).infolist()[0].file_size == 1024
+    with pytest.raises(ScmixInputError) as err:
+        extract(bomb, dataset="d")
+    assert (
+        str(err.value) == f"dataset 'd', file '{bomb}': corrupt or truncated archive: Bad CRC-32 for file 'zeros.bin'"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["liar.zip"]
+
+
+# ------------------------------------------------------------------------------------------------ a full disk
+class _FullDisk:
+    """A file being written on a full disk: every write is refused."""
+
+    def __init__(self, fh):
+        self.fh = fh
+
+    def write(self, block):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()
+
+
+def test_a_full_disk_is_a_full_disk_naming_the_folder_never_a_corrupt_input(server, tmp_path, monkeypatch):
+    from scmix.errors import WriteRefused, refused_write_line
+    from scmix.fetch import _create, gunzip
+
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "a.tsv.gz").write_bytes(PAYLOAD)
+    (tmp_path / "a.tsv.gz").write_bytes(PAYLOAD)
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as zf:
+        zf.writestr("a.tsv", "gene\tcount\n")
+    monkeypatch.setattr("scmix.fetch._create", lambda path, mode: _FullDisk(_create(path, mode)))
+    out = tmp_path / "raw" / "d"
+    line = f"disk full (No space left on device) writing {out}; free space in {out.parent} (or give the workflow a "
+    line += "larger disk) and rerun"
+    for url in (f"file://{src}", f"file://{tmp_path}/a.tsv.gz", f"{server}/data.tsv.gz"):  # a folder, a file, http
+        with pytest.raises(WriteRefused) as err:
+            fetch_dataset("d", {"source": "tenx", "url": url}, out, retries=0)
+        assert (err.value.errno, err.value.filename) == (errno.ENOSPC, str(out))
+        assert refused_write_line(err.value) == line
+        assert list((tmp_path / "raw").iterdir()) == []
+    for unpack, path in ((gunzip, tmp_path / "a.tsv.gz"), (extract, tmp_path / "a.zip")):
+        with pytest.raises(WriteRefused) as err:
+            unpack(path, dataset="d", folder=out)
+        assert err.value.filename == str(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tsv.gz", "a.zip", "raw", "src"]
+
+
+def test_the_real_10x_tarball_on_a_disk_too_small_for_it(shared_data, tmp_path, small_tmpfs):
+    """On a real full file system: the copy that does not fit is a full disk naming the raw folder; an archive
+    whose members do not fit in what is left is refused before a byte is extracted, naming the free space."""
+    from scmix.errors import WriteRefused
+
+    tarball = shared_data / "pbmc3k" / "pbmc3k_filtered_gene_bc_matrices.tar.gz"  # 6.8 MiB, 25.6 MiB extracted
+    url = f"file://{tarball}"
+    raw = small_tmpfs(tmp_path / "small" / "raw", "4m")
+    with pytest.raises(WriteRefused) as err:
+        fetch_dataset("pbmc3k", {"source": "tenx", "url": url}, raw / "pbmc3k")
+    assert (err.value.errno, err.value.filename) == (errno.ENOSPC, str(raw / "pbmc3k"))
+    assert list(raw.iterdir()) == []
+
+    raw = small_tmpfs(tmp_path / "larger" / "raw", "16m")
+    with pytest.raises(ScmixInputError) as err:
+        fetch_dataset("pbmc3k", {"source": "tenx", "url": url}, raw / "pbmc3k")
+    assert re.fullmatch(
+        rf"dataset 'pbmc3k', url '{url}': the archive's members declare 25.6 MiB, but only \d.\d MiB is free on the "
+        rf"disk of {raw}/pbmc3k; free space there \(or give the workflow a larger disk\) and rerun",
+        str(err.value),
+    ), str(err.value)
+    assert list(raw.iterdir()) == []
