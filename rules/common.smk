@@ -1,5 +1,6 @@
 # Config validation, the wildcard universe and helpers shared by the rules.
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -85,10 +86,15 @@ UMAP_SEED = SEEDS[
 def script_code(script, *modules):
     """The package files a rule script can execute (its scmix imports, followed through the package), as
     inputs: an edit to any of them reruns the rule, and an edit to any other file does not. ``modules`` adds
-    modules the script loads by name."""
-    return deps.package_files(
-        WORKFLOW_ROOT / "scripts" / script, WORKFLOW_ROOT, modules
-    )
+    modules the script loads by name. The paths are relative to the working directory, as Snakemake records
+    inputs: a checkout moved or copied with its results (cp -a) finds every job's inputs unchanged.
+    """
+    return [
+        os.path.relpath(f)
+        for f in deps.package_files(
+            WORKFLOW_ROOT / "scripts" / script, WORKFLOW_ROOT, modules
+        )
+    ]
 
 
 def model_env(wildcards):
