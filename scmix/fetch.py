@@ -46,10 +46,12 @@ TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
 # Which keys of a dataset's config entry each stage reads, so editing one stage's settings reruns only the
 # stages that use them. qc and split are read by the qc and split rules alone: never a reason to fetch or parse.
 LATER_STAGE_KEYS = ("qc", "split")
-# what fetching a file-based dataset reads (a simulated one: the whole entry but LATER_STAGE_KEYS; a Census
-# query: the whole entry but LATER_STAGE_KEYS and the obs_keys the parse step applies)
+# what fetching a file-based dataset reads (a simulated one: the whole entry but LATER_STAGE_KEYS, PARSE_ONLY_KEYS
+# and SELECTION_KEYS; a Census query: the whole entry but LATER_STAGE_KEYS and PARSE_ONLY_KEYS)
 DOWNLOAD_KEYS = ("source", "url", "sha256", "file_name", "decompress", "files", "labels")
-PARSE_ONLY_KEYS = ("obs_keys",)
+PARSE_ONLY_KEYS = ("obs_keys", "obs")  # applied by the parse step to every source's cells
+# the cell selection (scmix.sources.select): the parse step's, but part of a Census query
+SELECTION_KEYS = ("obs_filter", "max_cells", "seed")
 DOWNLOAD_LABEL_KEYS = ("url", "sha256", "name")
 # how far an archive (or a .gz the download decompresses) may expand: download.max_expansion times its own size,
 # and to EXPANSION_FLOOR whatever its size (a small file of a repeated line compresses 500-fold)
@@ -65,7 +67,7 @@ class TransientError(Exception):
 def download_spec(spec: Mapping) -> dict:
     """The part of a dataset's entry fetching uses: the download rule's params (an edit elsewhere keeps it)."""
     if spec.get("source") == "simulated":
-        return parse_spec(spec)
+        return {k: v for k, v in parse_spec(spec).items() if k not in PARSE_ONLY_KEYS + SELECTION_KEYS}
     if spec.get("source") == "census":
         return {k: v for k, v in parse_spec(spec).items() if k not in PARSE_ONLY_KEYS}
     out = {k: spec[k] for k in DOWNLOAD_KEYS if k in spec and k != "labels"}

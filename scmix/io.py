@@ -15,6 +15,14 @@ import scipy.sparse as sp
 
 from scmix.errors import ScmixInputError, writing
 
+# The largest value a raw count may take. A count is the reads (or UMIs) of one gene in one cell or sample: a deep
+# bulk library holds about 1e8 reads in all (the real bulk data tested here peak at 1.3e6 for one gene: Illumina Body
+# Map; airway 5.1e5, pasilla 3.6e5) and a whole sequencing flow cell about 1e10, so a value of 1e9 or more is not
+# a count but a corrupt or mislabelled file. Below it every count also fits the int32 the workflow stores counts as
+# (scmix.io.as_csr_counts). Models compute in float32, exact for integers up to 2**24 (16,777,216): larger counts
+# are kept, and rounded there in their last digit only.
+MAX_COUNT = 999_999_999
+
 
 def counts_matrix(adata: ad.AnnData):
     """The raw integer counts of ``adata``: ``layers['counts']`` when present, else ``X``."""
@@ -22,16 +30,18 @@ def counts_matrix(adata: ad.AnnData):
 
 
 def invalid_count_values(values: np.ndarray) -> np.ndarray:
-    """Per stored value: True where it is not a finite non-negative integer."""
+    """Per stored value: True where it is not a finite non-negative integer of at most ``MAX_COUNT``."""
     values = np.asarray(values)
     if not np.issubdtype(values.dtype, np.floating):
-        return values < 0
+        return (values < 0) | (values > MAX_COUNT)
     with np.errstate(invalid="ignore"):
-        return ~np.isfinite(values) | (values < 0) | (values != np.round(values))
+        return ~np.isfinite(values) | (values < 0) | (values > MAX_COUNT) | (values != np.round(values))
 
 
-def check_integer_counts(X, *, dataset: str | None = None, path: str | None = None, mix: str | None = None) -> None:
-    """Raise a ScmixInputError unless every stored value is a finite non-negative integer.
+def check_integer_counts(X, *, dataset: str | None = None, path: str | None = None, mix: str | None = None,
+                         cells=None, genes=None) -> None:  # fmt: skip
+    """Raise a ScmixInputError unless every stored value is a finite non-negative integer no larger than
+    ``MAX_COUNT``. ``cells``/``genes`` (the row and column names) name where an absurd count is.
 
     Nothing is coerced: a count likelihood on rounded floats would silently model something else.
     """
@@ -55,6 +65,26 @@ def check_integer_counts(X, *, dataset: str | None = None, path: str | None = No
             )
     if (values < 0).any():
         raise ScmixInputError(f"counts hold {int((values < 0).sum())} negative values", **where)
+    if values.max() > MAX_COUNT:
+        raise ScmixInputError(f"{_absurd(X, values, cells, genes)}: no gene of one cell or sample has that many "
+                              f"reads (the largest count accepted is {MAX_COUNT:,}); these are not raw counts, "
+                              "or the file is damaged", **where)  # fmt: skip
+
+
+def _absurd(X, values: np.ndarray, cells, genes) -> str:
+    """'a count of V (cell C, gene G)': the first stored value above MAX_COUNT, how many there are, and where."""
+    above = np.flatnonzero(values.ravel() > MAX_COUNT)
+    first = int(above[0])
+    if sp.issparse(X):  # a COO view keeps the stored values' order (CSR or CSC)
+        coo = X.tocoo(copy=False)
+        row, col = int(coo.row[first]), int(coo.col[first])
+    else:
+        row, col = divmod(first, X.shape[1]) if np.ndim(X) == 2 else (first, 0)
+    cell = f"cell {str(cells[row])!r}" if cells is not None else f"row {row + 1}"
+    gene = f"gene {str(genes[col])!r}" if genes is not None else f"column {col + 1}"
+    value = values.ravel()[first].item()
+    more = f", and {len(above) - 1:,} more counts above it" if len(above) > 1 else ""
+    return f"a count of {value:,.0f} ({cell}, {gene}{more})"
 
 
 def require_unique(ids, what: str, *, dataset: str | None = None, path: str | None = None) -> None:

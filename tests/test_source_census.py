@@ -77,6 +77,17 @@ def test_cell_and_gene_filters_keep_exactly_what_they_match(store, kang2018, tmp
     assert list(out.obs.columns) == ["soma_joinid", "cell_type", "donor_id", "dataset_id", "donor", "batch", "dataset"]
 
 
+def test_obs_filter_chooses_among_the_matched_cells_before_the_subsample_as_for_every_source(store, kang2018, tmp_path):
+    out = read(store, tmp_path, obs_value_filter="dataset_id == 'kang2018'", obs_filter="cell_type == 'B cells'",
+               max_cells=100, seed=3, obs={"condition": "ctrl"})  # fmt: skip
+    b = int((kang2018.obs["cell_type"] == "B cells").sum())
+    assert out.n_obs == 100 and set(out.obs["cell_type"]) == {"B cells"} and set(out.obs["condition"]) == {"ctrl"}
+    assert out.uns["selection"] == {"obs_filter": "cell_type == 'B cells'", "max_cells": 100, "seed": 3,
+                                    "cells_matched": b, "cells_kept": 100, "cells_in_file": kang2018.n_obs}  # fmt: skip
+    with pytest.raises(ScmixInputError, match=r"^dataset 'none': obs_filter \"tissue == 'lung'\" keeps none of the "):
+        read(store, tmp_path, "none", obs_filter="tissue == 'lung'")
+
+
 def test_the_seeded_subsample_is_drawn_before_counts_and_only_its_rows_are_read(store, monkeypatch, tmp_path):
     asked = []
     real = census._read_counts

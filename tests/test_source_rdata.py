@@ -298,3 +298,23 @@ def test_starting_r_leaves_the_library_path_of_later_programs_alone(r_with_packa
     assert os.environ.get("LD_LIBRARY_PATH") == before
     res = subprocess.run([sys.executable, "-c", "from urllib3.util.ssl_ import ssl"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_one_r_object_of_ctrl_and_stim_cells_makes_two_datasets(real, tmp_path):
+    """An SCE holding several groups (here Kang's donors) cut into two datasets by obs_filter, each given its
+    constant label by obs, with no intermediate file: the cells are exactly the 10x source's of those groups."""
+    name, reference, built, _ = real
+    if name != "kang":
+        pytest.skip("Kang 2018 has the donors to select by")
+    raw = rdata_dir(tmp_path, built, "sce.rds")
+    one = parse_dataset("ctrl", {"source": "rdata", "obs_filter": "donor == 1016", "obs": {"condition": "ctrl"}}, raw)
+    rest = parse_dataset("stim", {"source": "rdata", "obs_filter": "donor != 1016", "max_cells": 500, "seed": 3,
+                                  "obs": {"condition": "stim"}}, raw)  # fmt: skip
+    expected = reference.obs_names[reference.obs["donor"].astype(str) == "1016"]
+    assert sorted(one.obs_names) == sorted(expected) and (one.obs["condition"] == "ctrl").all()
+    assert (one.X != reference[one.obs_names].X).nnz == 0
+    assert rest.n_obs == 500 and not set(rest.obs_names) & set(one.obs_names)
+    assert (rest.obs["condition"] == "stim").all()
+    assert rest.uns["selection"]["cells_matched"] == reference.n_obs - len(expected)
+    again = parse_dataset("stim", {"source": "rdata", "obs_filter": "donor != 1016", "max_cells": 500, "seed": 3}, raw)
+    assert list(again.obs_names) == list(rest.obs_names)

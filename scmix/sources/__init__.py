@@ -9,10 +9,13 @@ The contract every parser keeps:
   ``obs`` holding every label the source provides. A source of non-count values (GEO SOFT tables)
   sets ``adata.uns["count_data"] = False`` instead; count checks are then skipped and downstream count
   models refuse it.
-- Bad input raises ``scmix.errors.ScmixInputError`` naming the dataset and the file.
-``parse_dataset`` below dispatches by ``spec["source"]`` and applies what is common to all sources: the checks,
-the dataset's ``obs_keys`` (its own column names renamed to the workflow's: ``{cell_type: cluster_id}``) and
-``genes.strip_prefix`` (a genome prefix such as ``mm10_`` taken off gene names and IDs).
+- Bad input raises ``scmix.errors.ScmixInputError`` naming the dataset and the file. A parser may set
+  ``adata.uns[SOURCE_FILE]`` to the file it read, for the messages of the checks below.
+``parse_dataset`` below dispatches by ``spec["source"]`` and applies what is common to all sources: the checks
+(``scmix.sources.checks``: no empty file, cells as rows, each cell named once; ``scmix.io.check_integer_counts``),
+the cell selection (``obs_filter``, ``max_cells``, ``seed``: ``scmix.sources.select``), ``genes.strip_prefix`` (a
+genome prefix such as ``mm10_`` taken off gene names and IDs), the dataset's ``obs_keys`` (its own column names
+renamed to the workflow's: ``{cell_type: cluster_id}``) and its constant labels (``obs: {condition: stim}``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ import pandas as pd
 
 from scmix.errors import ScmixInputError
 from scmix.io import as_csr_counts, check_integer_counts
-from scmix.sources.registry import SOURCES
+from scmix.sources.checks import check_cells
+from scmix.sources.registry import SELECTS_BEFORE_READING, SOURCE_FILE, SOURCES
+from scmix.sources.select import select_cells
 
 log = logging.getLogger("scmix.sources")
 
@@ -89,19 +94,47 @@ def strip_gene_prefix(adata: ad.AnnData, prefixes: str | Sequence[str] | None, d
     log.info("dataset '%s': genes.strip_prefix %s taken off %d gene names", dataset, prefixes, n)
 
 
+def apply_constant_obs(adata: ad.AnnData, labels: Mapping[str, str] | None, dataset: str) -> None:
+    """Give every cell the dataset's constant labels (``obs: {condition: stim}``), in place. A label the cells
+    already have (from the source, or renamed by ``obs_keys``) is never overwritten: the clash stops the parse."""
+    if not labels:
+        return
+    for key, value in labels.items():
+        if key == "dataset":
+            raise ScmixInputError("obs cannot set 'dataset': the workflow sets it to the dataset's name; give the "
+                                  "label another key (e.g. batch)", dataset=dataset)  # fmt: skip
+        if key in adata.obs:
+            raise ScmixInputError(f"obs sets '{key}: {value}' for every cell, but the dataset already has an obs "
+                                  f"column '{key}' (from the source or obs_keys); drop '{key}' from obs, or map the "
+                                  "source's column to another key with obs_keys", dataset=dataset)  # fmt: skip
+    for key, value in labels.items():
+        adata.obs[key] = pd.Categorical([str(value)] * adata.n_obs)
+    log.info("dataset '%s': every cell labelled %s", dataset, ", ".join(f"{k} = {v!r}" for k, v in labels.items()))
+
+
 def parse_dataset(name: str, spec: Mapping, raw_dir: str | Path, strip_prefix: str | Sequence[str] | None = None
                   ) -> ad.AnnData:  # fmt: skip
-    adata = parser(spec.get("source"), name)(name, dict(spec), Path(raw_dir))
+    """The dataset parsed by its source, then what every source gets, in this order: the checks of
+    ``scmix.sources.checks`` (cells and genes at all, cells as rows, each cell named once); the cell selection
+    (``obs_filter``, ``max_cells``: ``scmix.sources.select``; a source in ``SELECTS_BEFORE_READING`` chose its
+    cells itself); ``genes.strip_prefix``; ``obs_keys``; the constant labels of ``obs``; the count checks."""
+    source = spec.get("source")
+    adata = parser(source, name)(name, dict(spec), Path(raw_dir))
+    path = str(adata.uns.pop(SOURCE_FILE, raw_dir))
+    check_cells(adata, spec, dataset=name, path=path)
+    if source not in SELECTS_BEFORE_READING:
+        adata = select_cells(adata, spec, dataset=name, path=path)
     strip_gene_prefix(adata, strip_prefix, name)
     apply_obs_keys(adata, spec.get("obs_keys"), name)
+    apply_constant_obs(adata, spec.get("obs"), name)
     if adata.uns.get("count_data", True):
-        check_integer_counts(adata.X, dataset=name, path=str(raw_dir))
+        check_integer_counts(adata.X, dataset=name, path=path, cells=adata.obs_names, genes=adata.var_names)
         adata.X = as_csr_counts(adata.X)
         adata.uns["count_data"] = True
     if not adata.var_names.is_unique:
-        raise ScmixInputError("gene names are not unique after parsing", dataset=name, path=str(raw_dir))
+        raise ScmixInputError("gene names are not unique after parsing", dataset=name, path=path)
     adata.obs["dataset"] = name
     adata.uns["dataset"] = name
-    adata.uns["source_type"] = spec.get("source")
+    adata.uns["source_type"] = source
     log.info("%s: parsed %d x %d from %s", name, adata.n_obs, adata.n_vars, raw_dir)
     return adata

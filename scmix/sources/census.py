@@ -6,7 +6,8 @@ parse step reads that file. The query, in order, so that memory follows the cell
 
 1. the ``soma_joinid`` of every cell that ``obs_value_filter`` (the Census's query language, e.g.
    ``tissue_general == 'blood' and disease == 'normal' and is_primary_data == True``) matches, and nothing else;
-2. ``max_cells`` of them drawn with ``seed`` (``scmix.sources.select.subsample`` over the sorted ids: the same store,
+2. with ``obs_filter`` (a pandas query, as for every source), those whose ``obs_columns`` it keeps; then
+   ``max_cells`` of them drawn with ``seed`` (``scmix.sources.select.subsample`` over the sorted ids: the same store,
    filter and seed keep the same cells);
 3. the ``obs_columns`` of those cells, the genes that ``var_value_filter`` keeps, and their counts from the X
    layer ``layer`` (default ``raw``), ``CHUNK_CELLS`` cells at a time, each chunk turned into CSR at once.
@@ -14,10 +15,12 @@ parse step reads that file. The query, in order, so that memory follows the cell
 Keys: ``census_version`` (default ``stable``; a dated release such as ``2025-01-30`` keeps a study reproducible),
 ``uri`` (a local folder or remote URI of a SOMA store; overrides ``census_version``), ``organism`` (default
 ``homo_sapiens``; ``Homo sapiens`` is accepted), ``obs_value_filter``, ``var_value_filter``, ``obs_columns``,
-``layer``, ``max_cells``, ``seed``. Cells are named by their ``soma_joinid``; var is indexed by gene symbol
-(``feature_name``) with Ensembl IDs (``feature_id``) in ``gene_ids``. ``obs`` keeps the Census's own column names;
-``donor`` and ``batch`` are added as copies of ``donor_id`` and ``dataset_id`` unless ``obs_keys`` sets them.
-``uns["census"]`` records the store, its schema version and build date, the query and the cell counts.
+``layer``, ``obs_filter``, ``max_cells``, ``seed``. Cells are named by their ``soma_joinid``; var is indexed by gene
+symbol (``feature_name``) with Ensembl IDs (``feature_id``) in ``gene_ids``. ``obs`` keeps the Census's own column
+names; ``donor`` and ``batch`` are added as copies of ``donor_id`` and ``dataset_id`` unless ``obs_keys`` sets them.
+``uns["census"]`` records the store, its schema version and build date, the query and the cell counts;
+``uns["selection"]``, with ``obs_filter`` or ``max_cells``, what they kept (``cells_in_file``: the cells
+``obs_value_filter`` matched), as for every source.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ import scipy.sparse as sp
 from scmix.errors import ScmixInputError
 from scmix.fetch import local_store
 from scmix.io import read_h5ad, write_h5ad
-from scmix.sources.select import selection_record, subsample
+from scmix.sources.registry import SOURCE_FILE
+from scmix.sources.select import query_obs, selection_record, subsample, wanted
 from scmix.sources.tables import _gene_index
 
 log = logging.getLogger("scmix.sources.census")
@@ -46,7 +50,7 @@ OBS_COLUMNS = ("cell_type", "cell_type_ontology_term_id", "donor_id", "assay", "
                "tissue_general", "disease", "sex", "development_stage", "is_primary_data")  # fmt: skip
 WORKFLOW_KEYS = {"donor": "donor_id", "batch": "dataset_id"}  # the workflow's keys -> the Census's columns
 QUERY_KEYS = ("census_version", "uri", "organism", "obs_value_filter", "var_value_filter", "obs_columns", "layer",
-              "max_cells", "seed")  # fmt: skip
+              "obs_filter", "max_cells", "seed")  # fmt: skip
 INSTALL = "pip install cellxgene-census tiledbsoma (see requirements.txt for the pinned versions)"
 
 
@@ -130,8 +134,13 @@ def query(name: str, spec: Mapping) -> ad.AnnData:
         if ids.size == 0:
             raise ScmixInputError(f"obs_value_filter {obs_filter!r} matches no cell of the Census at "
                                   f"{_where(spec)}; loosen it", dataset=name)  # fmt: skip
-        kept = ids[subsample(len(ids), spec.get("max_cells"), spec.get("seed", 0))]
-        log.info("%s: %d cells match, %d kept; reading their counts", name, len(ids), len(kept))
+        matched = ids
+        if spec.get("obs_filter") is not None:  # a pandas query on the obs_columns of the cells the store matched
+            table = _read(obs_frame, name, "obs_columns", coords=(ids,), column_names=["soma_joinid", *asked])
+            table = table.sort_values("soma_joinid").drop(columns="soma_joinid").reset_index(drop=True)
+            matched = ids[query_obs(table, spec["obs_filter"], dataset=name, path=None)]
+        kept = matched[subsample(len(matched), spec.get("max_cells"), spec.get("seed", 0))]
+        log.info("%s: %d cells match, %d kept; reading their counts", name, len(matched), len(kept))
         obs = _read(obs_frame, name, "obs_columns", coords=(kept,), column_names=["soma_joinid", *asked])
         obs = obs.sort_values("soma_joinid")
         obs.index = pd.Index(obs["soma_joinid"].astype(str).to_numpy(), dtype=object)
@@ -148,10 +157,12 @@ def query(name: str, spec: Mapping) -> ad.AnnData:
         X = _read_counts(name, rna.X[layer], kept, var["soma_joinid"].to_numpy(dtype=np.int64))
     var = _gene_index(name, _where(spec), var.set_index(var["soma_joinid"].astype(str).to_numpy()),
                       id_column="feature_id", symbol_column="feature_name")  # fmt: skip
-    record = selection_record(len(ids), len(kept), spec, keys=QUERY_KEYS)
+    record = selection_record(len(matched), len(kept), spec, keys=QUERY_KEYS)
     record["organism"], record["layer"] = organism, layer
     record.update({f"store_{k}": v for k, v in summary.items()})
-    return ad.AnnData(X=X, obs=obs, var=var, uns={"census": record})
+    selection = {**selection_record(len(matched), len(kept), spec), "cells_in_file": len(ids)}
+    uns = {"census": record, "selection": selection} if wanted(spec) else {"census": record}
+    return ad.AnnData(X=X, obs=obs, var=var, uns=uns)
 
 
 def _read_counts(name: str, matrix, cells: np.ndarray, genes: np.ndarray) -> sp.csr_matrix:
@@ -187,6 +198,7 @@ def fetch(name: str, spec: Mapping, raw_dir: Path) -> Path:
 
 def parse(name: str, spec: dict, raw_dir: Path) -> ad.AnnData:
     adata = read_h5ad(Path(raw_dir) / FILE, dataset=name)
+    adata.uns[SOURCE_FILE] = str(Path(raw_dir) / FILE)
     mapped = spec.get("obs_keys") or {}
     for key, column in WORKFLOW_KEYS.items():
         if key not in mapped and key not in adata.obs and column in adata.obs:

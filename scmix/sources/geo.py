@@ -64,6 +64,7 @@ import scipy.sparse as sp
 
 from scmix.errors import ScmixInputError
 from scmix.fetch import check_gzip
+from scmix.sources.registry import SOURCE_FILE
 
 log = logging.getLogger("scmix.sources.geo")
 
@@ -464,6 +465,7 @@ def _supplementary(name: str, raw_dir: Path, spec: Mapping, samples: _Samples, o
     var = _counts_var(name, path, annotation, spec)
     adata = ad.AnnData(X=sp.csr_matrix(genes.T.to_numpy()), obs=obs, var=var)
     adata.uns["count_data"] = True
+    adata.uns[SOURCE_FILE] = str(path)
     return adata
 
 
@@ -514,6 +516,7 @@ def parse(name: str, spec: dict, raw_dir: Path) -> ad.AnnData:
     geo = {"accession": samples.accession, "geo_type": samples.geo_type, "platform": samples.platform,
            "soft_file": path.name, "expression": expression, **samples.uns}  # fmt: skip
     adata.uns["geo"] = {k: str(v) for k, v in geo.items() if v not in (None, "")}
+    adata.uns.setdefault(SOURCE_FILE, str(path))
     log.info("%s: GEO %s %s, platform %s: %d samples x %d features (%s)", name, samples.geo_type, samples.accession,
              samples.platform, adata.n_obs, adata.n_vars, expression)  # fmt: skip
     return adata

@@ -50,6 +50,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scmix.errors import ScmixInputError
+from scmix.sources.checks import check_unique_cells
+from scmix.sources.registry import SOURCE_FILE
 from scmix.sources.tables import _gene_index, resolve_file
 
 log = logging.getLogger("scmix.sources.rdata")
@@ -376,9 +378,7 @@ def parse(name: str, spec: Mapping, raw_dir: Path) -> ad.AnnData:
                                   path=str(path))  # fmt: skip
         cells = list(obs.index) if len(obs.index) == X.shape[0] else [str(i) for i in range(X.shape[0])]
     cells = pd.Index(cells).astype(str)
-    if not cells.is_unique:
-        raise ScmixInputError(f"{int(cells.duplicated().sum())} duplicated cell names (e.g. "
-                              f"{cells[cells.duplicated()][0]!r})", dataset=name, path=str(path))  # fmt: skip
+    check_unique_cells(cells, dataset=name, path=str(path))  # before obs_object is joined on them
     if meta is not None:
         missing = ~cells.isin(obs.index)
         if missing.any():
@@ -392,7 +392,7 @@ def parse(name: str, spec: Mapping, raw_dir: Path) -> ad.AnnData:
     obs.index = cells
     obs.index.name = None
     var = _var(name, path, var, genes, spec)
-    adata = ad.AnnData(X=X, obs=obs, var=var)
+    adata = ad.AnnData(X=X, obs=obs, var=var, uns={SOURCE_FILE: str(path)})
     log.info("%s: %d cells x %d genes from %s (%s, %.1f s)", name, adata.n_obs, adata.n_vars, path, kind,
              time.perf_counter() - start)  # fmt: skip
     return adata

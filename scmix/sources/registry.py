@@ -16,3 +16,10 @@ SOURCES = {
     "census": "census",
     "rdata": "rdata",
 }
+
+# sources whose parsers choose the cells of obs_filter/max_cells before any counts are read (and record
+# uns["selection"] themselves); scmix.sources.parse_dataset chooses for every other source after parsing
+SELECTS_BEFORE_READING = frozenset({"h5ad", "census"})
+
+# uns key a parser may set to the file it read (a str), for messages; parse_dataset takes it out (default: raw_dir)
+SOURCE_FILE = "scmix_source_file"

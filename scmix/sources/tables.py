@@ -41,7 +41,8 @@ from anndata.io import read_elem, sparse_dataset
 
 from scmix.errors import ScmixInputError
 from scmix.io import as_csr_counts, check_integer_counts, require_unique
-from scmix.sources.select import query_obs, selection_record, subsample
+from scmix.sources.registry import SOURCE_FILE
+from scmix.sources.select import choose, take_obs, wanted
 
 log = logging.getLogger("scmix.sources.tables")
 
@@ -98,14 +99,13 @@ def resolve_file(name: str, raw_dir: Path, file, *, key: str, suffixes: tuple[st
 def parse_h5ad(name: str, spec: Mapping, raw_dir: Path) -> ad.AnnData:
     path = resolve_file(name, raw_dir, spec.get("file"), key="file", suffixes=(".h5ad",))
     layer = spec.get("layer")
-    selecting = spec.get("obs_filter") is not None or spec.get("max_cells") is not None
-    select = _cell_selector(name, spec, path) if selecting else None
+    select = _cell_selector(name, spec, path) if wanted(spec) else None
     X, obs, var, uns, layers, record = _read_h5ad_parts(name, path, layer, select, spec.get("transpose", False))
     if X.ndim != 2 or X.shape != (len(obs), len(var)):
         raise ScmixInputError(f"matrix of shape {X.shape} does not fit obs x var", dataset=name, path=str(path))
     where = f"layer '{layer}'" if layer is not None else "X"
     try:
-        check_integer_counts(X, dataset=name, path=f"{path} ({where})")
+        check_integer_counts(X, dataset=name, path=f"{path} ({where})", cells=obs.index, genes=var.index)
     except ScmixInputError as err:
         hint = f"; the file has layers {layers}: set 'layer'" if layer is None and layers else ""
         raise ScmixInputError(f"{err}{hint}") from err
@@ -113,9 +113,8 @@ def parse_h5ad(name: str, spec: Mapping, raw_dir: Path) -> ad.AnnData:
     var = _gene_index(name, path, var, spec.get("gene_id_column"), spec.get("gene_symbol_column"))
     obs.index = obs.index.astype(str)
     obs.index.name = None
-    if not obs.index.is_unique:
-        raise ScmixInputError("sample/cell names are not unique", dataset=name, path=str(path))
     adata = ad.AnnData(X=X, obs=obs, var=var, uns=dict(uns))
+    adata.uns[SOURCE_FILE] = str(path)
     if record is not None:
         adata.uns["selection"] = record
         log.info("%s: %d of %d cells kept (obs_filter %r matched %d, max_cells %s)", name, record["cells_kept"],
@@ -127,16 +126,7 @@ def parse_h5ad(name: str, spec: Mapping, raw_dir: Path) -> ad.AnnData:
 
 def _cell_selector(name: str, spec: Mapping, path: Path):
     """obs -> (ascending positions of the cells kept, the record for uns)."""
-
-    def select(obs: pd.DataFrame) -> tuple[np.ndarray, dict]:
-        expr = spec.get("obs_filter")
-        matched = query_obs(obs, expr, dataset=name, path=str(path)) if expr is not None else np.arange(len(obs))
-        kept = matched[subsample(len(matched), spec.get("max_cells"), spec.get("seed", 0))]
-        record = selection_record(len(matched), len(kept), spec)
-        record["cells_in_file"] = len(obs)
-        return kept, record
-
-    return select
+    return lambda obs: choose(obs, spec, dataset=name, path=str(path))
 
 
 def _read_h5ad_parts(name: str, path: Path, layer, select=None, transpose: bool = False):
@@ -155,7 +145,7 @@ def _read_h5ad_parts(name: str, path: Path, layer, select=None, transpose: bool 
             uns = read_elem(f["uns"]) if "uns" in f else {}
             if select is not None and not transpose:  # only the kept rows are read
                 rows, record = select(obs)
-                X, obs = _read_rows(name, path, element, rows), _take(obs, rows)
+                X, obs = _read_rows(name, path, element, rows), take_obs(obs, rows)
             else:  # all of it (a transposed file's cells are its columns: read whole, then selected)
                 X, obs, var, record = _in_memory(read_elem(element), obs, var, select, transpose)
         return X, obs, var, uns, layers, record
@@ -180,16 +170,7 @@ def _in_memory(X, obs: pd.DataFrame, var: pd.DataFrame, select, transpose: bool)
     if select is None:
         return X, obs, var, None
     rows, record = select(obs)
-    return sp.csr_matrix(X)[rows], _take(obs, rows), var, record
-
-
-def _take(obs: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
-    """The kept rows of a cell table, categories no kept cell has dropped."""
-    out = obs.iloc[rows].copy()
-    for column in out.columns:
-        if isinstance(out[column].dtype, pd.CategoricalDtype):
-            out[column] = out[column].cat.remove_unused_categories()
-    return out
+    return sp.csr_matrix(X)[rows], take_obs(obs, rows), var, record
 
 
 def _read_rows(name: str, path: Path, element, rows: np.ndarray) -> sp.csr_matrix:
@@ -331,7 +312,7 @@ def parse_csv(name: str, spec: Mapping, raw_dir: Path) -> ad.AnnData:
     elif any(spec.get(k) is not None for k in ("sample_id_column", "sample_id_prefix", "sample_id_suffix")):
         raise ScmixInputError("sample_id_* keys need a 'metadata' table", dataset=name)
     obs.index.name = None
-    adata = ad.AnnData(X=as_csr_counts(X), obs=_tidy(obs), var=var)
+    adata = ad.AnnData(X=as_csr_counts(X), obs=_tidy(obs), var=var, uns={SOURCE_FILE: str(path)})
     log.info("%s: %d samples x %d genes from %s (%s, sep %r)", name, *adata.shape, path, orientation, sep)
     return adata
 

@@ -16,6 +16,8 @@ import scipy.io
 from scmix.errors import ScmixInputError
 from scmix.fetch import local_name
 from scmix.io import require_unique
+from scmix.sources.checks import check_unique_cells
+from scmix.sources.registry import SOURCE_FILE
 
 log = logging.getLogger("scmix.sources.tenx")
 MATRIX = ("matrix.mtx.gz", "matrix.mtx")
@@ -155,7 +157,10 @@ def join_labels(name: str, adata: ad.AnnData, labels: Mapping, raw_dir: Path) ->
 
 
 def parse(name: str, spec: dict, raw_dir: Path) -> ad.AnnData:
-    adata = read_tenx(name, locate(name, spec, raw_dir), gex_only=spec.get("gex_only", True))
-    if spec.get("labels"):
+    path = locate(name, spec, raw_dir)
+    adata = read_tenx(name, path, gex_only=spec.get("gex_only", True))
+    if spec.get("labels"):  # a barcode listed twice could not be joined on
+        check_unique_cells(adata.obs_names, dataset=name, path=str(path))
         adata = join_labels(name, adata, spec["labels"], raw_dir)
+    adata.uns[SOURCE_FILE] = str(path)
     return adata
