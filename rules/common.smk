@@ -97,6 +97,12 @@ def script_code(script, *modules):
     ]
 
 
+def model_architecture(wildcards):
+    """The config's architecture of the model a job runs: the rules that load a model file refuse one of
+    another architecture (a stale or misplaced checkpoint)."""
+    return MODEL_SPECS[wildcards.model]["architecture"]
+
+
 def model_env(wildcards):
     """The conda env of the jobs that run a model; scvi-tools models have their own."""
     scvi = MODEL_SPECS[wildcards.model]["architecture"] in modelspec.SCVI_ARCHITECTURES

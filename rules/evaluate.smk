@@ -33,8 +33,7 @@ rule evaluate:
     resources:
         device=EVALUATION["device"],
     params:
-        # the config's architecture for the model: a checkpoint of another is refused
-        architecture=lambda wc: MODEL_SPECS[wc.model]["architecture"],
+        architecture=model_architecture,
         eval_sets=EVAL_SETS,
         reconstruction=EVALUATION["reconstruction"],
         reconstruction_genes=EVALUATION["reconstruction_genes"],
@@ -71,6 +70,7 @@ rule synthetic:
     resources:
         device=EVALUATION["device"],
     params:
+        architecture=model_architecture,
         # the synthetic block less eval_sets (which jobs exist) and label_map (an input)
         label_key=SYNTHETIC["label_key"],
         generation=SYNTHETIC["generation"],

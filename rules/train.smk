@@ -58,5 +58,7 @@ rule loadings:
         "logs/loadings/{model}/{mix}/seed{seed}.log",
     conda:
         model_env
+    params:
+        architecture=model_architecture,
     script:
         "../scripts/loadings.py"

@@ -3,11 +3,11 @@ an AnnData with no cells."""
 
 from scmix import rulecall
 from scmix.io import write_h5ad, write_table
-from scmix.trained import load, loadings_adata
+from scmix.trained import load_for_config, loadings_adata
 
 
 def main(smk):
-    model = load(smk.input.model)
+    model = load_for_config(smk.input.model, model=smk.wildcards.model, architecture=smk.params.architecture)
     write_table(model.loadings(), smk.output.tsv, index=True, index_label="gene")
     write_h5ad(loadings_adata(model), smk.output.h5ad)
 

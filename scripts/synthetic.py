@@ -7,7 +7,7 @@ from scmix import synthetic as syn
 from scmix.errors import ScmixInputError
 from scmix.io import read_h5ad, read_label_map, write_table
 from scmix.train import resolve_device
-from scmix.trained import load
+from scmix.trained import load_for_config
 
 
 def labels_of(adata, key, path, **where):
@@ -24,7 +24,7 @@ def main(smk):
     seed, key = int(w.seed), p.label_key
     device = resolve_device(smk.resources.device, setting="evaluation.device")
     xgb_device = "cuda" if device.type == "cuda" else "cpu"
-    model = load(smk.input.model, device=device)
+    model = load_for_config(smk.input.model, model=w.model, architecture=p.architecture, device=device)
     train = read_h5ad(smk.input.mix, mix=w.mix)
     held = read_h5ad(smk.input.eval, dataset=w.eval_set)
     X_held = model.prepare(held, min_overlap=p.min_gene_overlap, name=w.eval_set, path=smk.input.eval).counts
