@@ -52,8 +52,6 @@ rule composition_effects:
         # each point without its recipe (the mix rule's): a recipe's edit reruns the point's jobs, and so this one
         points=[{k: v for k, v in p.items() if k != "recipe"} for p in SWEEP_POINTS],
         confidence=COMPOSITION["confidence"],
-        n_boot=COMPOSITION["n_boot"],
-        seed=COMPOSITION["seed"],
         min_cells_per_type=COMPOSITION["min_cells_per_type"],
     script:
         "../scripts/composition.py"

@@ -11,4 +11,4 @@ UNLABELLED = {"unknown", "NA", "nan", ""}
 # the columns of composition_effects.tsv
 COLUMNS = ["model", "eval_set", "cell_type", "metric", "sweep", "kind", "added", "share", "total_cells", "mix",
            "reference", "n_seeds", "n_cells", "mean", "seed_sd", "reference_mean", "delta", "ci_low", "ci_high",
-           "p_value", "verdict"]  # fmt: skip
+           "p_value", "verdict", "seeds_needed"]  # fmt: skip

@@ -5,122 +5,161 @@ sentences.
 The unit of replication is the seed: at one seed a point and its reference share their drawn cells, the start of
 their models and the held-out cells they are scored on (the paired design). For a point ``A`` and its reference
 ``R`` on one eval set, let ``D[s, c] = A[s, c] - R[s, c]`` be the difference of a per-cell metric of eval cell
-``c`` between the two models of seed ``s``. Then
+``c`` between the two models of seed ``s`` (cells where either value is missing are left out). Then
 
-- ``delta`` is the mean over seeds of the per-seed mean over cells of ``D`` (cells where either value is missing
-  are left out);
-- ``p_value`` is the two-sided one-sample t-test of the per-seed means against 0 (paired across seeds; with one
-  seed there is no test);
-- ``ci_low``, ``ci_high`` are the percentile interval of a bootstrap that resamples seeds and eval cells with
-  replacement (the same cells for every seed of a replicate, so the pairing by cell is kept), seeded: the
-  replicate weights of an eval set's cells depend only on ``seed``, the eval set, the cell group and their sizes,
-  so a row's interval does not change when other models or mixes are added.
+- ``delta`` is the mean over seeds of the per-seed mean over cells of ``D``;
+- its variance has two parts: the spread of the per-seed means between seeds (their variance over the number of
+  seeds, ``n_seeds - 1`` degrees of freedom), and the spread between eval cells, since the eval cells are a
+  sample too and the same cells serve every seed: the variance of the cells' means over seeds over their number,
+  less the cell-by-seed noise the seeds' part holds already (two-way random effects; at least 0);
+- ``ci_low``, ``ci_high`` is ``delta`` +- the half width ``sqrt(t_seeds^2 v_seeds + t_cells^2 v_cells)``: each
+  part's standard error times the t quantile of its own degrees of freedom (``n_seeds - 1``, ``n_cells - 1``),
+  added in quadrature. Where one part is 0 this is that part's t interval, exact at its level; a single t quantile
+  for the sum would either take the seeds' few degrees of freedom for the cells' part as well (far too wide where
+  cells vary) or Welch-Satterthwaite's, which with a seed variance on 2 degrees of freedom make the test too
+  liberal. ``p_value`` is the level at which the interval just reaches 0: ``p < 1 - confidence`` exactly when the
+  interval excludes 0;
+- the verdict is the interval's: ``helps`` (``hurts``) when it lies above (below) 0, else ``no detectable
+  effect``; ``not tested`` with fewer than two seeds (no spread between seeds to measure);
+- ``seeds_needed`` is the fewest seeds with which an effect of this size, with this spread between seeds and
+  cells, would have an interval excluding 0 (a planning figure that takes the observed numbers as true; at that
+  many seeds such an effect is detected about half the time); empty when more than ``MAX_SEEDS`` would be needed
+  (the cells' part alone can hide a small effect at any number of seeds). ``seeds_needed > n_seeds`` on a
+  ``no detectable effect`` row says the seeds were too few for an effect of its size.
 
-A verdict is ``helps`` (or ``hurts``) when ``p < 1 - confidence`` and the interval lies above (below) 0, else
-``no detectable effect``; ``not tested`` with fewer than two seeds. Both the metrics are better when higher.
+Not a bootstrap over seeds: with three seeds there are only 10 distinct resamples of them, and a percentile
+interval of those spans about the range of the three seed means, which excludes 0 whenever the three agree in
+sign (a quarter of the time with no effect at all). Both the metrics are better when higher.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
 from scmix import composition
 from scmix.effect_table import ALL_CELLS, COLUMNS, HELPS, HURTS, METRICS, NO_EFFECT, NOT_TESTED, REFERENCE, UNLABELLED
 
 log = logging.getLogger("scmix.effects")
 
-_CHUNK = 256  # bootstrap replicates drawn at a time
+MAX_SEEDS = 1000  # the most seeds seeds_needed looks at
+_P_MIN = 1e-100  # smaller p-values are written as 0
 
 
-def seed_p_value(per_seed: np.ndarray) -> float:
-    """Two-sided one-sample t-test of per-seed values against 0; NaN with fewer than two seeds. Identical values
-    (no spread) give 0 if they are not 0, else 1."""
+def _half_width(parts: list[tuple[float, float]], alpha):
+    """The interval's half width at level ``1 - alpha``: each part's t quantile times its standard error, added in
+    quadrature."""
+    with np.errstate(over="ignore"):  # an infinite width at a vanishing level is right
+        return np.sqrt(sum(stats.t.isf(np.divide(alpha, 2), df) ** 2 * v for v, df in parts))
+
+
+def t_interval(estimate: float, parts: Iterable[tuple[float, float]], confidence: float) -> tuple[float, float, float]:
+    """``(ci_low, ci_high, p_value)`` of ``estimate`` whose variance is the sum of ``parts``, each an estimated
+    variance with its degrees of freedom (parts without a degree of freedom are left out): half width
+    ``sqrt(sum t_df^2 v)``, each part scaled by the t quantile of its own degrees of freedom. ``p_value`` is the
+    level at which that interval just reaches 0, so that ``p < 1 - confidence`` exactly when the interval excludes
+    0. With no variance at all the interval is the estimate itself and p is 0 (1 for an estimate of 0)."""
+    parts = [(float(v), float(df)) for v, df in parts if df > 0 and np.isfinite(v) and v > 0]
+    if not np.isfinite(estimate):
+        return float("nan"), float("nan"), float("nan")
+    if not parts:
+        return estimate, estimate, 0.0 if estimate != 0 else 1.0
+    half = float(_half_width(parts, 1 - confidence))
+    if estimate == 0:
+        p = 1.0
+    elif _half_width(parts, _P_MIN) < abs(estimate):
+        p = 0.0  # below the smallest p reported
+    else:
+        p = float(optimize.brentq(lambda a: _half_width(parts, a) - abs(estimate), _P_MIN, 1.0, xtol=_P_MIN,
+                                  rtol=1e-12))  # fmt: skip
+    return estimate - half, estimate + half, p
+
+
+def verdict(ci_low: float, ci_high: float) -> str:
+    """helps / hurts when the interval lies above / below 0, no detectable effect when it holds 0; not tested
+    without an interval."""
+    if not (np.isfinite(ci_low) and np.isfinite(ci_high)):
+        return NOT_TESTED
+    return HELPS if ci_low > 0 else HURTS if ci_high < 0 else NO_EFFECT
+
+
+def seeds_needed(estimate: float, seed_variance: float, cell_parts: list[tuple[float, float]],
+                 confidence: float) -> float:  # fmt: skip
+    """The fewest seeds (2 to ``MAX_SEEDS``) with which ``estimate``, with per-seed variance ``seed_variance`` and
+    the cells' parts as they are, has a :func:`t_interval` excluding 0; NaN when none does."""
+    if not (np.isfinite(estimate) and np.isfinite(seed_variance)) or estimate == 0:
+        return float("nan")
+    n = np.arange(2, MAX_SEEDS + 1, dtype=float)
+    cells = [(float(v), float(df)) for v, df in cell_parts if df > 0 and np.isfinite(v) and v > 0]
+    half = _half_width([(seed_variance / n, n - 1), *cells], 1 - confidence)
+    found = np.flatnonzero(abs(estimate) > half)
+    return float(n[found[0]]) if len(found) else float("nan")
+
+
+def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:
+    with warnings.catch_warnings():  # a row without a finite value is NaN, silently
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(x, axis=axis)
+
+
+def _group_means(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per row of ``x``, the mean of its values where ``mask`` holds (NaN where it holds nowhere)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mask, x, 0.0).sum(axis=1) / mask.sum(axis=1)
+
+
+def cell_part(x: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """The eval cells' part of the variance of the mean over seeds of the per-seed means of ``x`` (seeds x cells)
+    over the cells in ``mask``, with its degrees of freedom: the spread of the cells' own means (over their seeds)
+    beyond the cell-by-seed noise that the seeds' part holds already; at least 0. Two-way random effects, seed and
+    cell: the variance of the cells' means over their number, less the residual mean square of the seeds x cells
+    table (after seed and cell means) over the cells' seeds and their number."""
+    mask = mask & np.isfinite(x)
+    cells = mask.any(axis=0)
+    x, mask = x[:, cells], mask[:, cells]
+    n_cells, n = x.shape[1], int(mask.sum())
+    if n_cells < 2:
+        return 0.0, 0.0
+    seed_means, cell_means = _group_means(x, mask), _group_means(x.T, mask.T)
+    per_cell_seeds = mask.sum(axis=0)
+    cell_variance = float(np.var(cell_means, ddof=1)) / n_cells
+    seeds = np.isfinite(seed_means)
+    df_residual = n - int(seeds.sum()) - n_cells + 1
+    if df_residual > 0:
+        grand = float(np.mean(seed_means[seeds]))
+        residual = np.where(mask, x - np.nan_to_num(seed_means)[:, None] - cell_means[None, :] + grand, 0.0)
+        noise = float((residual**2).sum()) / df_residual * float(np.mean(1 / per_cell_seeds)) / n_cells
+    else:  # one seed, or one value per cell: no cell-by-seed noise to tell apart
+        noise = 0.0
+    return max(cell_variance - noise, 0.0), n_cells - 1.0
+
+
+def seed_effect(per_seed: np.ndarray, cell_parts: list[tuple[float, float]], confidence: float) -> dict:
+    """``delta`` (the mean of the finite per-seed values), its interval, p-value, verdict and seeds needed, the
+    variance being the seeds' part plus ``cell_parts`` (see the module docstring)."""
     x = np.asarray(per_seed, dtype=float)
     x = x[np.isfinite(x)]
+    nan = float("nan")
+    estimate = float(x.mean()) if len(x) else nan
     if len(x) < 2:
-        return float("nan")
-    if np.ptp(x) == 0:
-        return 0.0 if x[0] != 0 else 1.0
-    return float(stats.ttest_1samp(x, 0.0).pvalue)
+        return {"delta": estimate, "ci_low": nan, "ci_high": nan, "p_value": nan, "verdict": NOT_TESTED,
+                "seeds_needed": nan}  # fmt: skip
+    seed_variance = float(np.var(x, ddof=1))
+    lo, hi, p = t_interval(estimate, [(seed_variance / len(x), len(x) - 1), *cell_parts], confidence)
+    return {"delta": estimate, "ci_low": lo, "ci_high": hi, "p_value": p, "verdict": verdict(lo, hi),
+            "seeds_needed": seeds_needed(estimate, seed_variance, cell_parts, confidence)}  # fmt: skip
 
 
-def verdict(estimate: float, ci_low: float, ci_high: float, p_value: float, confidence: float) -> str:
-    """helps / hurts / no detectable effect at this confidence; not tested without a p-value."""
-    if not np.isfinite(p_value):
-        return NOT_TESTED
-    if p_value < 1 - confidence and ci_low > 0:
-        return HELPS
-    if p_value < 1 - confidence and ci_high < 0:
-        return HURTS
-    return NO_EFFECT
-
-
-def _rng(seed: int, *key) -> np.random.Generator:
-    return np.random.default_rng([int(seed)] + [zlib.crc32(str(k).encode()) for k in key])
-
-
-def bootstrap(per_seed: Callable[[np.ndarray], np.ndarray], n_seeds: int, n_cells: int, n_boot: int,
-              rng: np.random.Generator) -> np.ndarray:  # fmt: skip
-    """``n_boot`` replicates of the mean over seeds of a per-seed statistic, resampling cells and seeds.
-
-    ``per_seed(W)`` takes cell weights ``W`` (replicates x cells: how often each cell is drawn) and returns the
-    statistic of every seed under each replicate (seeds x replicates). Each replicate then draws the seeds with
-    replacement. Replicates whose statistic is undefined (a group with no cell drawn) are NaN."""
-    out = np.empty(n_boot)
-    cell_p, seed_p = np.full(n_cells, 1 / n_cells), np.full(n_seeds, 1 / n_seeds)
-    for start in range(0, n_boot, _CHUNK):
-        b = min(_CHUNK, n_boot - start)
-        w_cells = rng.multinomial(n_cells, cell_p, size=b).astype(float)
-        w_seeds = rng.multinomial(n_seeds, seed_p, size=b).astype(float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[start : start + b] = (w_seeds.T * per_seed(w_cells)).sum(axis=0) / n_seeds
-    return out
-
-
-def weighted_means(values: np.ndarray, mask: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """The per-seed mean of ``values`` (seeds x cells) over the cells in ``mask``, as a function of cell weights."""
-    x = np.where(mask, values, 0.0)
-    m = mask.astype(float)
-    return lambda w: (x @ w.T) / (m @ w.T)
-
-
-def interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
-    """The percentile interval of bootstrap replicates (NaN replicates left out)."""
-    tail = 100 * (1 - confidence) / 2
-    finite = replicates[np.isfinite(replicates)]
-    if not len(finite):
-        return float("nan"), float("nan")
-    lo, hi = np.percentile(finite, [tail, 100 - tail])
-    return float(lo), float(hi)
-
-
-def paired_effect(point: np.ndarray, reference: np.ndarray, *, confidence: float = 0.95, n_boot: int = 2000,
-                  rng: np.random.Generator) -> dict:  # fmt: skip
+def paired_effect(point: np.ndarray, reference: np.ndarray, *, confidence: float = 0.95) -> dict:
     """The effect of ``point`` against ``reference`` (both seeds x cells of one metric, the same seeds and cells in
     the same order; NaN where missing): see the module docstring."""
     d = np.asarray(point, dtype=float) - np.asarray(reference, dtype=float)
-    mask = np.isfinite(d)
-    n_seeds, n_cells = d.shape
-    with np.errstate(invalid="ignore"):
-        per_seed = weighted_means(d, mask)(np.ones((1, n_cells)))[:, 0]
-    estimate = float(np.nanmean(per_seed)) if np.isfinite(per_seed).any() else float("nan")
-    lo, hi = interval(bootstrap(weighted_means(d, mask), n_seeds, n_cells, n_boot, rng), confidence)
-    p = seed_p_value(per_seed)
-    return {"delta": estimate, "ci_low": lo, "ci_high": hi, "p_value": p,
-            "verdict": verdict(estimate, lo, hi, p, confidence)}  # fmt: skip
-
-
-def _seed_means(x: np.ndarray) -> np.ndarray:
-    with warnings.catch_warnings():  # a seed without a finite value is NaN, silently
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(x, axis=1)
+    return seed_effect(_nanmean(d, axis=1), [cell_part(d, np.isfinite(d))], confidence)
 
 
 def _matrices(cells: pd.DataFrame, metric: str) -> tuple[dict[str, np.ndarray], list[int], pd.Index]:
@@ -146,7 +185,7 @@ def cell_groups(cell_types: pd.Series, min_cells: int) -> dict[str, np.ndarray]:
 
 
 def composition_effects(cells: pd.DataFrame, points: Iterable[Mapping], *, confidence: float = 0.95,
-                        n_boot: int = 2000, seed: int = 0, min_cells_per_type: int = 50) -> pd.DataFrame:  # fmt: skip
+                        min_cells_per_type: int = 50) -> pd.DataFrame:  # fmt: skip
     """Every sweep point against its reference, per model x eval set x cell group x metric.
 
     ``cells``: the evaluate rule's per-cell tables of the sweeps' mixes, concatenated (model, mix, seed, eval_set,
@@ -167,18 +206,17 @@ def composition_effects(cells: pd.DataFrame, points: Iterable[Mapping], *, confi
                     if p["mix"] not in by_mix or p["reference"] not in by_mix:
                         continue
                     a, r = by_mix[p["mix"]][:, cols], by_mix[p["reference"]][:, cols]
-                    per_seed = _seed_means(a)
+                    per_seed = _nanmean(a, axis=1)
                     row = {"model": model, "eval_set": eval_set, "cell_type": group, "metric": metric,
                            **{k: p[k] for k in ("sweep", "kind", "added", "share", "total_cells", "mix", "reference")},
                            "n_seeds": len(seeds), "n_cells": n_cells, "mean": float(np.nanmean(per_seed)),
                            "seed_sd": float(np.std(per_seed, ddof=1)) if len(seeds) > 1 else float("nan"),
-                           "reference_mean": float(np.nanmean(_seed_means(r)))}  # fmt: skip
+                           "reference_mean": float(np.nanmean(_nanmean(r, axis=1)))}  # fmt: skip
                     if p["mix"] == p["reference"]:
-                        row.update(delta=0.0, ci_low=0.0, ci_high=0.0, p_value=float("nan"), verdict=REFERENCE)
+                        row.update(delta=0.0, ci_low=0.0, ci_high=0.0, p_value=float("nan"), verdict=REFERENCE,
+                                   seeds_needed=float("nan"))  # fmt: skip
                     else:
-                        # one eval set's cell group gets the same replicate weights in every row
-                        rng = _rng(seed, eval_set, group, n_cells, len(seeds))
-                        row.update(paired_effect(a, r, confidence=confidence, n_boot=n_boot, rng=rng))
+                        row.update(paired_effect(a, r, confidence=confidence))
                     rows.append(row)
         log.info("effects of model %s on eval set %s: %d rows so far", model, eval_set, len(rows))
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -195,14 +233,14 @@ def coarse(labels: Iterable, label_map: Mapping[str, str] | None) -> list[str]:
 
 
 def seen_unseen(cells: pd.DataFrame, training_types: Mapping[tuple[str, int], set], mixes: Iterable[str], *,
-                label_map: Mapping[str, str] | None = None, confidence: float = 0.95, n_boot: int = 2000,
-                seed: int = 0, min_cells: int = 50) -> pd.DataFrame:  # fmt: skip
+                label_map: Mapping[str, str] | None = None, confidence: float = 0.95,
+                min_cells: int = 50) -> pd.DataFrame:  # fmt: skip
     """Per model x mix x eval set: the per-cell r of eval cells whose (coarse) cell type is absent from the mix's
     training cells of that seed (``training_types``, fine labels; both through ``label_map``) (unseen) against
-    those whose type is there (seen). ``delta`` is unseen - seen
-    (per seed, then the mean over seeds), with the bootstrap interval and t-test of :func:`paired_effect`'s kind
-    (cells resampled within the eval set, seeds with replacement). Groups need ``min_cells`` cells in every seed;
-    otherwise the row says so (verdict not tested)."""
+    those whose type is there (seen). ``delta`` is unseen - seen (per seed, then the mean over seeds), with the
+    interval, p-value and seeds needed of :func:`seed_effect` (the cells' part of the variance: each group's, from
+    its cells' means over the seeds). Groups need ``min_cells`` cells in every seed; otherwise the row says so
+    (verdict not tested)."""
     rows = []
     sub = cells[cells["mix"].isin(list(mixes))]
     for (model, mix, eval_set), tab in sub.groupby(["model", "mix", "eval_set"], observed=True, sort=True):
@@ -221,22 +259,13 @@ def seen_unseen(cells: pd.DataFrame, training_types: Mapping[tuple[str, int], se
         row = {"model": model, "mix": mix, "eval_set": eval_set, "n_seeds": len(seeds), "n_seen": n_seen,
                "n_unseen": n_unseen, "unseen_types": ", ".join(sorted(set(labels[unseen.any(0)]))),
                "seen_mean": nan, "unseen_mean": nan, "delta": nan, "ci_low": nan, "ci_high": nan, "p_value": nan,
-               "verdict": NOT_TESTED}  # fmt: skip
+               "verdict": NOT_TESTED, "seeds_needed": nan}  # fmt: skip
         if min(n_seen, n_unseen) >= min_cells:
-            mean_seen, mean_unseen = weighted_means(x, seen & ok), weighted_means(x, unseen & ok)
-
-            def per_seed(w, mean_seen=mean_seen, mean_unseen=mean_unseen):
-                return mean_unseen(w) - mean_seen(w)
-
-            ones = np.ones((1, x.shape[1]))
-            d = per_seed(ones)[:, 0]
-            reps = bootstrap(per_seed, len(seeds), x.shape[1], n_boot, _rng(seed, "seen_unseen", eval_set, mix))
-            lo, hi = interval(reps, confidence)
-            p = seed_p_value(d)
-            v = verdict(float(d.mean()), lo, hi, p, confidence)
-            row.update(seen_mean=float(mean_seen(ones).mean()), unseen_mean=float(mean_unseen(ones).mean()),
-                       delta=float(d.mean()), ci_low=lo, ci_high=hi, p_value=p,
-                       verdict={HELPS: "better", HURTS: "worse"}.get(v, v))  # fmt: skip
+            mean_seen, mean_unseen = _group_means(x, seen & ok), _group_means(x, unseen & ok)
+            cell_parts = [cell_part(x, group & ok) for group in (unseen, seen)]
+            effect = seed_effect(mean_unseen - mean_seen, cell_parts, confidence)
+            row.update(effect, seen_mean=float(mean_seen.mean()), unseen_mean=float(mean_unseen.mean()),
+                       verdict={HELPS: "better", HURTS: "worse"}.get(effect["verdict"], effect["verdict"]))  # fmt: skip
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -246,7 +275,19 @@ def _numbers(row, confidence: float) -> str:
     if not np.isfinite(row["p_value"]):
         return f"{row['delta']:+.3f}, {seeds}, not tested"
     return (f"{row['delta']:+.3f}, {100 * confidence:g} % CI {row['ci_low']:+.3f} to {row['ci_high']:+.3f}, "
-            f"p = {row['p_value']:.2g}, {seeds}")  # fmt: skip
+            f"p = {row['p_value']:.2g}, {seeds}{_too_few(row)}")  # fmt: skip
+
+
+def _too_few(row) -> str:
+    """What it would take to detect an effect of a no-effect row's size: nothing for other rows."""
+    if row["verdict"] != NO_EFFECT or row["delta"] == 0:
+        return ""
+    needed = row.get("seeds_needed", float("nan"))
+    if not np.isfinite(needed):
+        return f"; too small to detect with up to {MAX_SEEDS:,} seeds"
+    if needed <= row["n_seeds"]:
+        return ""
+    return f"; too few seeds for an effect of this size, which would need {int(needed)}"
 
 
 def claims(effects: pd.DataFrame, unseen: pd.DataFrame, points: Iterable[Mapping], *,

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 
 from scmix.errors import ScmixInputError
 from scmix.genes import positions
+from scmix.settings import HOLDOUT_COLUMN
 
 log = logging.getLogger("scmix.evaluate")
 
@@ -246,11 +247,22 @@ def gene_fit_summary(genes: pd.DataFrame, keys: dict) -> pd.DataFrame:
     }])  # fmt: skip
 
 
+def _holdout(per_cell: pd.DataFrame) -> pd.Series:
+    """Per cell, whether ``split.holdout_cell_types`` sent it to the eval set (False where the table does not say)."""
+    if HOLDOUT_COLUMN not in per_cell:
+        return pd.Series(False, index=per_cell.index)
+    return per_cell[HOLDOUT_COLUMN].astype(bool)
+
+
 def likelihood_summary(per_cell: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Mean reconstruction NLL, ELBO and importance-sampled log p(x) per cell over each ``keys`` group."""
+    """Mean reconstruction NLL, ELBO and importance-sampled log p(x) per cell over each ``keys`` group, with its
+    cells and how many of them ``split.holdout_cell_types`` sent to the eval set (``n_holdout_cell_types``)."""
     cols = ["recon_nll", "elbo", "marginal_ll"]
-    out = per_cell.groupby(keys, observed=True, sort=True)[cols].mean().reset_index()
-    out.insert(len(keys), "n_cells", per_cell.groupby(keys, observed=True, sort=True).size().to_numpy())
+    groups = per_cell.groupby(keys, observed=True, sort=True)
+    out = groups[cols].mean().reset_index()
+    out.insert(len(keys), "n_cells", groups.size().to_numpy())
+    out["n_holdout_cell_types"] = _holdout(per_cell).groupby([per_cell[k] for k in keys], observed=True,
+                                                             sort=True).sum().to_numpy().astype(int)  # fmt: skip
     return out
 
 
@@ -282,21 +294,27 @@ def reindex_to_genes(adata, genes, *, min_overlap: float, eval_set: str, keys=No
 
 
 def summarise(per_cell: pd.DataFrame, keys: list[str], by: str = "cell_type") -> pd.DataFrame:
-    """One row per ``keys`` x ``by`` value plus an ``all`` row: n_cells, pearson mean/median, r2 mean."""
+    """One row per ``keys`` x ``by`` value plus an ``all`` row: n_cells, pearson mean/median, r2 mean, and
+    ``n_holdout_cell_types``, how many of the row's cells ``split.holdout_cell_types`` sent to the eval set (cell
+    types kept out of the dataset's training cells: in an ``all`` row, the unseen part of the mean)."""
 
     def agg(df):
+        scored = df["pearson"].notna()
         return pd.Series(
             {
-                "n_cells": int(df["pearson"].notna().sum()),
+                "n_cells": int(scored.sum()),
                 "pearson_mean": df["pearson"].mean(),
                 "pearson_median": df["pearson"].median(),
                 "r2_mean": df["r2"].mean(),
+                "n_holdout_cell_types": int((scored & df["_holdout"]).sum()),
             }
         )
 
-    per_type = per_cell.groupby(keys + [by], observed=True, sort=True)[["pearson", "r2"]].apply(agg).reset_index()
-    overall = per_cell.groupby(keys, observed=True, sort=True)[["pearson", "r2"]].apply(agg).reset_index()
+    cells = per_cell.assign(_holdout=_holdout(per_cell))
+    cols = ["pearson", "r2", "_holdout"]
+    per_type = cells.groupby(keys + [by], observed=True, sort=True)[cols].apply(agg).reset_index()
+    overall = cells.groupby(keys, observed=True, sort=True)[cols].apply(agg).reset_index()
     overall[by] = "all"
     out = pd.concat([per_type, overall[per_type.columns]], ignore_index=True)
-    out["n_cells"] = out["n_cells"].astype(int)
+    out[["n_cells", "n_holdout_cell_types"]] = out[["n_cells", "n_holdout_cell_types"]].astype(int)
     return out

@@ -9,9 +9,13 @@ or below means they are mixed. ``umap_coordinates`` is scanpy's UMAP of the same
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import silhouette_score
+
+log = logging.getLogger("scmix.latent")
 
 
 def silhouette(z: np.ndarray, labels, *, sample_size: int = 5000, seed: int = 0) -> float:
@@ -28,7 +32,9 @@ def latent_scores(z: np.ndarray, obs: pd.DataFrame, keys, *, group: str = "eval_
                   seed: int = 0) -> pd.DataFrame:  # fmt: skip
     """Rows (eval_set, key, n_cells, n_labels, silhouette): per value of ``group`` and over ``all`` cells,
     for each label column in ``keys`` that ``obs`` has; cells with no value (NaN) in a column are left out of
-    that column's score, and a score over one label is NaN."""
+    that column's score. A column with fewer than two labels there (the eval set within one eval set, a study of
+    one eval set, one donor), or with as many labels as cells, has no silhouette and no row (a debug line says
+    why)."""
     rows = []
     groups = [("all", np.ones(len(obs), dtype=bool))]
     if group in obs and obs[group].nunique() > 1:
@@ -42,13 +48,16 @@ def latent_scores(z: np.ndarray, obs: pd.DataFrame, keys, *, group: str = "eval_
             values = obs[key].where(mask)  # cells without this label (NaN) are left out of its score
             rows_of = values.notna().to_numpy()
             labels = values[rows_of].astype(str).to_numpy()
-            if not len(labels):
+            n_labels = len(set(labels))
+            if not 2 <= n_labels < len(labels):
+                log.debug("no silhouette by %s on %s: %d label(s) among %d cells (it needs at least 2, and fewer "
+                          "than the cells)", key, name, n_labels, len(labels))  # fmt: skip
                 continue
             rows.append({
                 group: name,
                 "key": key,
                 "n_cells": len(labels),
-                "n_labels": len(set(labels)),
+                "n_labels": n_labels,
                 "silhouette": silhouette(z[rows_of], labels, sample_size=sample_size, seed=seed),
             })  # fmt: skip
     return pd.DataFrame(rows, columns=[group, "key", "n_cells", "n_labels", "silhouette"])

@@ -50,6 +50,9 @@ SPLIT_DEFAULTS = {
     # the mix rule drops a dataset's training cells that are held-out cells of another source (else it fails)
     "drop_cross_source_duplicates": False,
 }
+# obs column of a split's eval part (and of the evaluate rule's per-cell tables): True for a cell that
+# holdout_cell_types sent to eval, a cell type kept out of its dataset's training cells
+HOLDOUT_COLUMN = "holdout_cell_type"
 
 
 def _resolve(defaults: Mapping, section: Mapping | None, override: Mapping | None) -> dict:

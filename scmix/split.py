@@ -7,7 +7,8 @@ Methods:
 - ``holdout_cell_types`` (with either method): every cell of these types goes to eval and none to
   training, for the "unseen cell type" evaluation.
 The split depends on the split seed only, not on the mix seed, so every model of a study is judged on
-the same held-out cells.
+the same held-out cells. The eval part marks the cells that ``holdout_cell_types`` sent there (obs
+``HOLDOUT_COLUMN``), and both parts record the split in ``uns["split"]`` (:func:`split_record`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from scmix.errors import ScmixInputError
-from scmix.settings import SPLIT_DEFAULTS, SPLIT_METHODS
+from scmix.settings import HOLDOUT_COLUMN, SPLIT_DEFAULTS, SPLIT_METHODS
 
 log = logging.getLogger("scmix.split")
 
@@ -104,9 +105,39 @@ def stratify_labels(adata: ad.AnnData, rows: np.ndarray, stratify: str | None, r
 
 def split_heldout(adata: ad.AnnData, eval_fraction: float, seed: int, stratify: str | None = SPLIT_DEFAULTS["stratify"],
                   **kwargs) -> tuple[ad.AnnData, ad.AnnData]:  # fmt: skip
-    """Return (train, eval) copies of ``adata``; see ``split_indices`` for the options."""
+    """Return (train, eval) copies of ``adata``; see ``split_indices`` for the options. The eval part's obs
+    ``HOLDOUT_COLUMN`` marks the cells of ``holdout_cell_types``; both parts carry :func:`split_record` in
+    ``uns["split"]``."""
     train_idx, eval_idx = split_indices(adata, eval_fraction, seed, stratify, **kwargs)
     train, held = adata[train_idx].copy(), adata[eval_idx].copy()
     train.obs["split"] = "train"
     held.obs["split"] = "eval"
+    types = [str(t) for t in kwargs.get("holdout_cell_types") or ()]
+    key = kwargs.get("cell_type_key", SPLIT_DEFAULTS["cell_type_key"])
+    held.obs[HOLDOUT_COLUMN] = held.obs[key].astype(str).isin(types).to_numpy() if types else False
+    record = split_record(train.n_obs, held.n_obs, int(held.obs[HOLDOUT_COLUMN].sum()), types,
+                          method=kwargs.get("method", SPLIT_DEFAULTS["method"]), eval_fraction=eval_fraction,
+                          seed=seed)  # fmt: skip
+    train.uns["split"] = dict(record)
+    held.uns["split"] = dict(record)
     return train, held
+
+
+def split_record(n_train: int, n_eval: int, n_holdout: int, holdout_cell_types, *, method: str,
+                 eval_fraction: float, seed: int) -> dict:  # fmt: skip
+    """The split in numbers: its settings, the cells on each side, and how many held-out cells the method chose
+    (``n_eval_split``) and how many ``holdout_cell_types`` sent there (``n_eval_holdout_cell_types``)."""
+    return {"method": method, "eval_fraction": float(eval_fraction), "seed": int(seed), "n_train": int(n_train),
+            "n_eval": int(n_eval), "n_eval_split": int(n_eval - n_holdout), "n_eval_holdout_cell_types": int(n_holdout),
+            "holdout_cell_types": list(holdout_cell_types)}  # fmt: skip
+
+
+def describe(record: dict, dataset: str) -> str:
+    """The split's log line: the cells on each side and, with holdout_cell_types, where the held-out cells came
+    from."""
+    line = f"{dataset}: {record['n_train']} training cells, {record['n_eval']} held-out cells"
+    if not record["holdout_cell_types"]:
+        return f"{line} ({record['method']} split)"
+    return (f"{line}: {record['n_eval_split']} by the {record['method']} split and "
+            f"{record['n_eval_holdout_cell_types']} of holdout_cell_types ({', '.join(record['holdout_cell_types'])}),"
+            " cell types kept out of training")  # fmt: skip

@@ -1,6 +1,6 @@
-"""Rule composition: every sweep point's effect against its reference with a bootstrap interval, a paired test and
-a verdict (composition_effects.tsv), seen against unseen cell types on each mix of the sweeps (seen_unseen.tsv),
-and the datamix study's three checks as sentences (composition_claims.tsv)."""
+"""Rule composition: every sweep point's effect against its reference with an interval over seeds and eval cells, a
+test and a verdict (composition_effects.tsv), seen against unseen cell types on each mix of the sweeps
+(seen_unseen.tsv), and the datamix study's three checks as sentences (composition_claims.tsv)."""
 
 import logging
 
@@ -28,11 +28,11 @@ def main(smk):
                        for f in smk.input.cells], ignore_index=True)  # fmt: skip
     logging.info("%d per-cell rows of %d tables", len(cells), len(smk.input.cells))
     label_map = read_label_map(smk.input.label_map) if smk.input.get("label_map") else None
-    settings = {"confidence": p.confidence, "n_boot": p.n_boot, "seed": p.seed}
-    table = effects.composition_effects(cells, p.points, min_cells_per_type=p.min_cells_per_type, **settings)
+    table = effects.composition_effects(cells, p.points, confidence=p.confidence,
+                                        min_cells_per_type=p.min_cells_per_type)  # fmt: skip
     mixes = sorted({q["mix"] for q in p.points})
     unseen = effects.seen_unseen(cells, training_types(smk.input.manifests), mixes, label_map=label_map,
-                                 min_cells=p.min_cells_per_type, **settings)  # fmt: skip
+                                 min_cells=p.min_cells_per_type, confidence=p.confidence)  # fmt: skip
     claims = effects.claims(table, unseen, p.points, confidence=p.confidence)
     for sentence in claims["sentence"]:
         logging.info("%s", sentence)

@@ -16,6 +16,7 @@ from scmix.evaluate import evaluate_cells, gene_fit_summary, likelihood_summary,
 from scmix.io import read_h5ad, write_h5ad, write_table
 from scmix.latent import latent_scores, umap_coordinates
 from scmix.ppc import CHECKS, CheckAccumulator, top_variable
+from scmix.settings import HOLDOUT_COLUMN
 from scmix.train import resolve_device
 from scmix.trained import latent_adata, load_for_config
 
@@ -33,6 +34,9 @@ def evaluate_set(model, adata, cells, eval_set, keys, p):
                     else "unknown")  # fmt: skip
     for key, value in keys.items():
         per_cell[key] = value
+    # the cells split.holdout_cell_types sent to this eval set: cell types kept out of its dataset's training cells
+    per_cell[HOLDOUT_COLUMN] = (adata.obs[HOLDOUT_COLUMN].astype(bool).to_numpy() if HOLDOUT_COLUMN in adata.obs
+                                else False)  # fmt: skip
     summary = summarise(per_cell, list(keys))
     summary["gene_overlap"] = cells.overlap
     likelihood = likelihood_summary(per_cell, list(keys))

@@ -4,7 +4,7 @@ import logging
 
 from scmix import rulecall
 from scmix.io import read_h5ad, write_h5ad
-from scmix.split import split_heldout
+from scmix.split import describe, split_heldout
 
 
 def main(smk):
@@ -17,7 +17,7 @@ def main(smk):
         # a stratify label the config itself names must exist; the package default only where it does
         stratify_required=smk.params.stratify_required,
     )  # fmt: skip
-    logging.info("%s: %d training cells, %d held-out cells (%s split)", name, train.n_obs, held.n_obs, p["method"])
+    logging.info("%s", describe(held.uns["split"], name))
     write_h5ad(train, smk.output.train)
     write_h5ad(held, smk.output.eval)
 

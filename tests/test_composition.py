@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy import stats
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -70,6 +71,17 @@ def test_a_malformed_sweep_fails_validation_naming_it(sweep, message):
         validate(config, SCHEMA)
     said = study.schema_error_message(err.value.__context__)  # the workflow's one line
     assert said.startswith("config: mix_sweeps.dose") and message in said, said
+
+
+@pytest.mark.parametrize("key", ["n_boot", "seed"])
+def test_the_bootstrap_settings_are_gone_and_refused_by_name(key):
+    # the effects' interval is no bootstrap: a config that sets its replicates or seed is told, not ignored
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config.setdefault("evaluation", {})["composition"] = {key: 2000}
+    with pytest.raises(WorkflowError) as err:
+        validate(config, SCHEMA)
+    said = study.schema_error_message(err.value.__context__)
+    assert said == f"config: evaluation.composition: Additional properties are not allowed ('{key}' was unexpected)"
 
 
 @pytest.mark.parametrize(
@@ -136,30 +148,79 @@ def test_points_of_one_seed_are_paired_nested_draws(blood, universe):
 # the statistics
 
 
-def test_p_value_is_the_paired_t_test_across_seeds_by_hand():
-    # t = 0.2 / (0.1 / sqrt 3) = 2 sqrt 3; with 2 degrees of freedom the two-sided p is 1 - t / sqrt(t^2 + 2)
+def test_p_value_and_interval_are_the_paired_t_test_across_seeds_by_hand():
+    # every cell of a seed moves alike, so the cells add no spread: the plain t-test of the seed means 0.1, 0.2, 0.3.
+    # t = 0.2 / (0.1 / sqrt 3) = 2 sqrt 3; with 2 degrees of freedom the two-sided p is 1 - t / sqrt(t^2 + 2), and
+    # the interval 0.2 +- t_{2, 0.975} 0.1 / sqrt 3 (t_{2, 0.975} = 4.302653)
+    d = np.repeat([[0.1], [0.2], [0.3]], 5, axis=1)
+    out = effects.paired_effect(d, np.zeros_like(d))
     t = 2 * np.sqrt(3)
-    assert effects.seed_p_value(np.array([0.1, 0.2, 0.3])) == pytest.approx(1 - t / np.sqrt(t**2 + 2))
-    assert np.isnan(effects.seed_p_value(np.array([0.5])))  # one seed: no test
-    assert effects.seed_p_value(np.array([0.2, 0.2])) == 0.0 and effects.seed_p_value(np.zeros(3)) == 1.0
+    assert out["p_value"] == pytest.approx(1 - t / np.sqrt(t**2 + 2))
+    half = 4.302653 * 0.1 / np.sqrt(3)
+    assert (out["ci_low"], out["ci_high"]) == (pytest.approx(0.2 - half), pytest.approx(0.2 + half))
+    # with the same spread, 4 seeds would give t_{3, 0.975} 0.1 / sqrt 4 = 0.159 < 0.2
+    assert out["verdict"] == effects.NO_EFFECT and out["seeds_needed"] == 4
+    assert effects.paired_effect(d[:1], np.zeros((1, 5)))["verdict"] == effects.NOT_TESTED  # one seed: no test
+    same = effects.paired_effect(np.full((2, 4), 0.2), np.zeros((2, 4)))  # no spread at all
+    assert same["p_value"] == 0.0 and same["ci_low"] == same["ci_high"] == 0.2 and same["verdict"] == effects.HELPS
+    assert effects.paired_effect(np.zeros((3, 4)), np.zeros((3, 4)))["p_value"] == 1.0
 
 
-@pytest.mark.parametrize("shape", [(2, 1), (1, 2)])
-def test_interval_matches_the_enumerated_bootstrap(shape):
-    # two values 0 and 1 (two seeds of one cell, or one seed of two cells): a replicate's mean is 0, 0.5 or 1 with
-    # probabilities 1/4, 1/2, 1/4, so the 2.5 and 97.5 percentiles are 0 and 1, and the 25th-75th are 0.5
-    d = np.array([0.0, 1.0]).reshape(shape)
-    out = effects.paired_effect(d, np.zeros(shape), n_boot=4000, rng=np.random.default_rng(0))
-    assert out["delta"] == 0.5 and (out["ci_low"], out["ci_high"]) == (0.0, 1.0)
-    reps = effects.bootstrap(effects.weighted_means(d, np.isfinite(d)), *shape, 4000, np.random.default_rng(1))
-    assert set(np.unique(reps)) == {0.0, 0.5, 1.0}
-    assert np.mean(reps == 0.5) == pytest.approx(0.5, abs=0.03)
-    assert effects.interval(reps, 0.4) == (0.5, 0.5)  # the 30th and 70th percentiles
+def test_the_cells_spread_widens_the_interval_by_hand():
+    # three seeds, alike; the cells differ: the seeds' part is 0, and the cells' part var(cell means) / n_cells on
+    # n_cells - 1 degrees of freedom, the one-sample t interval of the cells' means
+    cell = np.array([0.1, 0.3, 0.2, 0.6])
+    out = effects.paired_effect(np.vstack([cell] * 3), np.zeros((3, 4)))
+    assert out["ci_high"] - out["delta"] == pytest.approx(stats.t.ppf(0.975, 3) * np.std(cell, ddof=1) / 2)
+    assert out["p_value"] == pytest.approx(stats.ttest_1samp(cell, 0).pvalue)
+    # both parts: t quantiles of their own degrees of freedom, in quadrature; the cell-by-seed noise (here the
+    # seeds' offsets are all there is beyond the cells' own means) is not counted twice
+    d = np.vstack([cell + 0.05, cell - 0.05, cell + 0.0])
+    out = effects.paired_effect(d, np.zeros_like(d))
+    v_seeds, v_cells = np.var([0.05, -0.05, 0.0], ddof=1) / 3, np.var(cell, ddof=1) / 4
+    half = np.sqrt(stats.t.ppf(0.975, 2) ** 2 * v_seeds + stats.t.ppf(0.975, 3) ** 2 * v_cells)
+    assert out["ci_high"] - out["delta"] == pytest.approx(half)
+    assert effects.t_interval(out["delta"], [(v_seeds, 2), (v_cells, 3)], 1 - out["p_value"])[0] == pytest.approx(0)
+
+
+def test_verdict_is_helps_or_hurts_exactly_when_the_interval_excludes_0_on_that_side():
+    rng = np.random.default_rng(33)
+    seen = set()
+    for _ in range(400):
+        n_seeds, n_cells = rng.integers(2, 6), rng.integers(2, 40)
+        spread = rng.choice([0.001, 0.01, 0.05])
+        d = rng.normal(rng.normal(0, 0.02), spread, (n_seeds, 1)) + rng.normal(0, rng.choice([0.01, 0.1]),
+                                                                               (n_seeds, n_cells))  # fmt: skip
+        d[rng.random(d.shape) < 0.1] = np.nan  # missing values
+        confidence = rng.choice([0.8, 0.95, 0.99])
+        out = effects.paired_effect(d, np.zeros_like(d), confidence=confidence)
+        v = out["verdict"]
+        seen.add(v)
+        assert (v == effects.HELPS) == (out["ci_low"] > 0) and (v == effects.HURTS) == (out["ci_high"] < 0)
+        assert (v in (effects.HELPS, effects.HURTS)) == (out["p_value"] < 1 - confidence)
+        assert out["ci_low"] <= out["delta"] <= out["ci_high"]
+        needed = out["seeds_needed"]  # a detected effect needs no more seeds than it has; an undetected one more
+        assert (needed <= n_seeds) if v != effects.NO_EFFECT else not (needed <= n_seeds)
+    assert seen == {effects.HELPS, effects.HURTS, effects.NO_EFFECT}
+
+
+def test_a_consistent_effect_hidden_by_two_seeds_says_how_many_seeds_it_needs():
+    # the issue's row: an effect of -0.009 whose seeds spread (p = 0.1 with 3 seeds): no detectable effect, and
+    # a row that says more seeds would detect an effect of this size
+    d = np.array([[-0.004], [-0.009], [-0.014]]) + np.zeros((3, 200))
+    out = effects.paired_effect(d, np.zeros_like(d))
+    assert out["verdict"] == effects.NO_EFFECT and out["ci_low"] < 0 < out["ci_high"]
+    assert out["seeds_needed"] == 4
+    row = {**out, "n_seeds": 3}
+    assert "too few seeds for an effect of this size, which would need 4" in effects._numbers(row, 0.95)
+    tiny = effects.paired_effect(d + 0.009, np.zeros_like(d))  # an effect of ~0: no number of seeds finds it
+    assert tiny["verdict"] == effects.NO_EFFECT and np.isnan(tiny["seeds_needed"])
+    assert "too small to detect with up to 1,000 seeds" in effects._numbers({**tiny, "n_seeds": 3}, 0.95)
 
 
 def test_missing_values_are_left_out_not_counted_as_zero():
     point = np.array([[1.0, np.nan, 3.0], [2.0, 2.0, np.nan]])
-    out = effects.paired_effect(point, np.zeros_like(point), n_boot=200, rng=np.random.default_rng(0))
+    out = effects.paired_effect(point, np.zeros_like(point))
     assert out["delta"] == pytest.approx((2.0 + 2.0) / 2)  # seed means 2 and 2
 
 
@@ -175,11 +236,11 @@ def _simulated_cells(rng, n_seeds=3, n_cells=300, shift=0.0, seed_sd=0.01, cell_
 
 
 def test_null_effect_is_no_detectable_effect_in_95_percent_of_repetitions():
-    # the same dataset drawn twice: point and reference are two draws of one distribution. The verdict's t-test is
-    # exact at level 5 %, so 95 % is the expected share of "no detectable effect" (the interval's condition only
-    # adds to it); 2,000 repetitions measure it to +- 1 % (two standard errors)
+    # the same dataset drawn twice: point and reference are two draws of one distribution. The cells do not differ
+    # beyond the cell-by-seed noise, so the interval is about the seed means' t interval, exact at level 5 %: 95 %
+    # is the expected share of "no detectable effect"; 2,000 repetitions measure it to +- 1 % (two standard errors)
     rng = np.random.default_rng(2026)
-    verdicts = [effects.paired_effect(*_simulated_cells(rng), n_boot=200, rng=rng)["verdict"] for _ in range(2000)]
+    verdicts = [effects.paired_effect(*_simulated_cells(rng))["verdict"] for _ in range(2000)]
     no_effect = verdicts.count(effects.NO_EFFECT) / len(verdicts)
     assert no_effect >= 0.95 - 2 * np.sqrt(0.05 * 0.95 / len(verdicts)), no_effect
     assert abs(verdicts.count(effects.HELPS) - verdicts.count(effects.HURTS)) < 0.03 * len(verdicts)  # no bias
@@ -187,9 +248,9 @@ def test_null_effect_is_no_detectable_effect_in_95_percent_of_repetitions():
 
 def test_a_planted_effect_is_detected_in_the_right_direction():
     rng = np.random.default_rng(7)
-    helps = [effects.paired_effect(*_simulated_cells(rng, shift=0.08), n_boot=500, rng=rng)["verdict"]
+    helps = [effects.paired_effect(*_simulated_cells(rng, shift=0.08))["verdict"]
              for _ in range(50)]  # fmt: skip
-    hurts = [effects.paired_effect(*_simulated_cells(rng, shift=-0.08), n_boot=500, rng=rng)["verdict"]
+    hurts = [effects.paired_effect(*_simulated_cells(rng, shift=-0.08))["verdict"]
              for _ in range(50)]  # fmt: skip
     assert helps.count(effects.HELPS) >= 45 and effects.HURTS not in helps
     assert hurts.count(effects.HURTS) >= 45 and effects.HELPS not in hurts
@@ -217,7 +278,7 @@ POINTS = composition.sweep_points({"d": {"base": "a", "added": ["b"], "shares": 
 
 def test_effects_table_rows_and_numbers():
     cells = _cells_table(POINTS, shift={("d+b-s50", "b"): 0.2})
-    table = effects.composition_effects(cells, POINTS, n_boot=300, min_cells_per_type=50)
+    table = effects.composition_effects(cells, POINTS, min_cells_per_type=50)
     # eval set a: all, T (60), B (60); eval set b: all, T (60) (B has 20 cells: no row of its own)
     groups = table.groupby("eval_set")["cell_type"].unique().map(sorted).to_dict()
     assert groups == {"a": ["B", "T", "all"], "b": ["T", "all"]}
@@ -238,15 +299,15 @@ def test_effects_table_rows_and_numbers():
 
 def test_a_rows_interval_does_not_change_when_another_model_is_added():
     cells = _cells_table(POINTS, shift={("d+b-s50", "b"): 0.05})
-    alone = effects.composition_effects(cells, POINTS, n_boot=300)
+    alone = effects.composition_effects(cells, POINTS)
     more = pd.concat([cells.assign(model="extra"), cells], ignore_index=True)
-    both = effects.composition_effects(more, POINTS, n_boot=300)
+    both = effects.composition_effects(more, POINTS)
     pd.testing.assert_frame_equal(both[both["model"] == "m"].reset_index(drop=True), alone)
 
 
 def test_one_seed_is_not_tested():
     cells = _cells_table(POINTS, n_seeds=1, shift={("d+b-s50", "b"): 0.3})
-    table = effects.composition_effects(cells, POINTS, n_boot=200)
+    table = effects.composition_effects(cells, POINTS)
     tested = table[table["verdict"] != effects.REFERENCE]
     assert set(tested["verdict"]) == {effects.NOT_TESTED} and tested["seed_sd"].isna().all()
 
@@ -257,12 +318,12 @@ def test_seen_unseen_and_the_claims_sentences():
     cells.loc[(cells["eval_set"] == "a") & (cells["cell_type"] == "B"), "pearson"] -= 0.1
     training = {(m, s): {"t cells"} for m in ("d-s0", "d+b-s25", "d+b-s50") for s in range(3)}
     label_map = {"T": "t cells", "B": "b cells"}
-    unseen = effects.seen_unseen(cells, training, ["d-s0"], label_map=label_map, n_boot=300, min_cells=50)
+    unseen = effects.seen_unseen(cells, training, ["d-s0"], label_map=label_map, min_cells=50)
     a = unseen[unseen["eval_set"] == "a"].iloc[0]
     assert a["verdict"] == "worse" and a["delta"] == pytest.approx(-0.1, abs=0.01) and a["unseen_types"] == "b cells"
     b = unseen[unseen["eval_set"] == "b"].iloc[0]
     assert b["verdict"] == effects.NOT_TESTED and b["n_unseen"] == 20  # 20 B cells: too few to compare
-    table = effects.composition_effects(cells, POINTS, n_boot=300)
+    table = effects.composition_effects(cells, POINTS)
     claims = effects.claims(table, unseen, POINTS)
     assert list(claims["claim"]) == ["unseen_cell_types", "unseen_cell_types", "own_eval_set", "base_eval_set"]
     own = claims[claims["claim"] == "own_eval_set"].iloc[0]
@@ -277,7 +338,7 @@ def test_seen_unseen_and_the_claims_sentences():
 def test_transfer_claims_name_the_third_eval_set():
     points = composition.sweep_points({"d": {"base": "a", "added": ["c"], "shares": [0, 0.5], "total_cells": 9}})
     cells = _cells_table(points)
-    table = effects.composition_effects(cells, points, n_boot=200)
+    table = effects.composition_effects(cells, points)
     claims = effects.claims(table, pd.DataFrame(columns=["mix"]), points)
     assert set(claims["claim"]) == {"base_eval_set", "transfer"}  # c is no eval set here
     transfer = claims[claims["claim"] == "transfer"].iloc[0]

@@ -8,6 +8,7 @@ from anndata import AnnData
 
 from scmix.errors import ScmixInputError
 from scmix.evaluate import (
+    likelihood_summary,
     log1p_cp10k,
     pearson_per_cell,
     reconstruction_accuracy,
@@ -68,3 +69,17 @@ def test_summarise_gives_per_type_and_all_rows():
     assert s.loc["T", "n_cells"] == 2 and s.loc["T", "pearson_mean"] == pytest.approx(0.6)
     assert s.loc["all", "n_cells"] == 3 and s.loc["all", "pearson_median"] == pytest.approx(0.7)
     assert s.loc["all", "r2_mean"] == pytest.approx((0.25 + 0.49 + 0.81) / 3)
+    assert (s["n_holdout_cell_types"] == 0).all()  # a table that does not mark held-out types: none
+
+
+def test_summaries_count_the_cells_of_holdout_cell_types():
+    # B was kept out of training (split.holdout_cell_types): the all row says how many of its cells are B
+    per_cell = pd.DataFrame({"m": "x", "cell_type": ["T", "T", "B", "B", "B"], "pearson": [0.5, 0.7, 0.9, 0.8, np.nan],
+                             "r2": [0.25, 0.49, 0.81, 0.64, np.nan], "recon_nll": 1.0, "elbo": -1.0,
+                             "marginal_ll": -1.0, "holdout_cell_type": [False, False, True, True, True]})  # fmt: skip
+    s = summarise(per_cell, ["m"]).set_index("cell_type")
+    assert s["n_holdout_cell_types"].to_dict() == {"B": 2, "T": 0, "all": 2}  # of the scored cells
+    assert s.loc["all", "n_cells"] == 4 and list(s.columns[:5]) == ["m", "n_cells", "pearson_mean", "pearson_median",
+                                                                     "r2_mean"]  # fmt: skip
+    like = likelihood_summary(per_cell, ["m"])
+    assert like.loc[0, "n_cells"] == 5 and like.loc[0, "n_holdout_cell_types"] == 3

@@ -1,6 +1,8 @@
 """Held-out metrics against hand-computed values: per-gene fit, zero calibration, importance-sampled
 likelihood, classifier scores, the discriminator and silhouette scores."""
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -202,13 +204,24 @@ def test_silhouette_hand_value_and_latent_scores():
     assert silhouette(z, ["a", "a", "b", "b"]) == pytest.approx((s_near + s_far) / 2)
     assert np.isnan(silhouette(z, ["a"] * 4))
     obs = pd.DataFrame({"eval_set": ["d1", "d1", "d2", "d2"], "cell_type": ["a", "a", "b", "b"],
-                        "donor": [None, None, "x", "y"]})  # fmt: skip
+                        "donor": [None, "x", "x", "y"]})  # fmt: skip
     out = latent_scores(z, obs, ["cell_type", "eval_set", "donor", "absent"])
     got = out.set_index(["eval_set", "key"])
     assert got.loc[("all", "cell_type"), "silhouette"] == pytest.approx((s_near + s_far) / 2)
-    assert got.loc[("all", "donor"), "n_cells"] == 2  # cells without a donor are left out
-    assert np.isnan(got.loc[("d1", "cell_type"), "silhouette"])  # one label in d1
+    assert got.loc[("all", "donor"), "n_cells"] == 3  # cells without a donor are left out
+    assert ("d1", "cell_type") not in got.index  # one label in d1: no silhouette, no row
+    assert ("d1", "eval_set") not in got.index and ("d2", "donor") not in got.index  # 2 donors among 2 cells
     assert "absent" not in set(out["key"])
+    assert out["silhouette"].notna().all()
+
+
+def test_a_study_of_one_eval_set_has_no_silhouette_by_eval_set(caplog):
+    z = np.array([[0.0], [1.0], [10.0], [11.0]])
+    obs = pd.DataFrame({"eval_set": ["only"] * 4, "cell_type": ["a", "a", "b", "b"]})
+    with caplog.at_level(logging.DEBUG, logger="scmix.latent"):
+        out = latent_scores(z, obs, ["cell_type", "eval_set"])
+    assert list(zip(out["eval_set"], out["key"], strict=True)) == [("only", "cell_type")]
+    assert "no silhouette by eval_set on only: 1 label(s) among 4 cells" in caplog.text
 
 
 def test_utility_with_one_shared_label_is_not_scored():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from scmix.errors import ScmixInputError
-from scmix.split import split_heldout, split_indices
+from scmix.split import describe, split_heldout, split_indices
 
 
 def test_split_is_disjoint_sized_stratified_and_deterministic(blood):
@@ -41,6 +41,17 @@ def test_holdout_cell_types_go_to_eval_only(blood):
     assert "B" not in set(train.obs["cell_type"])
     assert (held.obs["cell_type"] == "B").sum() == (blood.obs["cell_type"] == "B").sum()
     assert set(held.obs["cell_type"]) == {"T", "B", "Mono"}  # the seen types are evaluated too
+    assert (held.obs["holdout_cell_type"] == (held.obs["cell_type"] == "B")).all()
+
+
+def test_a_split_without_holdout_types_says_so_as_before(blood):
+    train, held = split_heldout(blood, 0.25, seed=0)
+    assert not held.obs["holdout_cell_type"].any()
+    assert held.uns["split"]["n_eval_holdout_cell_types"] == 0 and held.uns["split"]["n_eval_split"] == held.n_obs
+    assert (
+        describe(held.uns["split"], "blood")
+        == f"blood: {train.n_obs} training cells, {held.n_obs} held-out cells (random split)"
+    )
 
 
 def test_split_errors_name_the_problem(blood):
@@ -66,11 +77,25 @@ def test_real_kang2018_split_by_donor(shared_data):
     assert train.n_obs + held.n_obs == 12261
 
 
-def test_real_pbmc3k_held_out_b_cells_are_in_no_training_mix(pbmc3k):
+def test_real_pbmc3k_held_out_b_cells_are_in_no_training_mix(pbmc3k, tmp_path):
+    from scmix.io import read_h5ad, write_h5ad
     from scmix.mix import check_no_leak, make_mix
 
     train, held = split_heldout(pbmc3k, 0.2, seed=0, holdout_cell_types=["B"])
     assert (held.obs["cell_type"] == "B").sum() == 344
+    # the split says how many held-out cells are an unseen type, not only how many were held out
+    n_split = round(0.2 * (2638 - 344))
+    assert held.uns["split"] == train.uns["split"] == {
+        "method": "random", "eval_fraction": 0.2, "seed": 0, "n_train": 2638 - 344 - n_split,
+        "n_eval": n_split + 344, "n_eval_split": n_split, "n_eval_holdout_cell_types": 344,
+        "holdout_cell_types": ["B"]}  # fmt: skip
+    assert describe(held.uns["split"], "pbmc3k") == (
+        f"pbmc3k: {train.n_obs} training cells, {held.n_obs} held-out cells: {n_split} by the random split and 344 "
+        "of holdout_cell_types (B), cell types kept out of training")  # fmt: skip
+    assert held.obs["holdout_cell_type"].sum() == 344
+    write_h5ad(held, tmp_path / "eval.h5ad")  # as the split rule writes it, and the evaluate rule reads it
+    again = read_h5ad(tmp_path / "eval.h5ad")
+    assert again.obs["holdout_cell_type"].sum() == 344 and again.uns["split"]["n_eval_holdout_cell_types"] == 344
     for seed in (0, 1, 2):
         mix = make_mix("base", {"total_cells": 1500, "datasets": {"pbmc3k": 1.0}}, {"pbmc3k": train}, seed=seed)
         assert "B" not in set(mix.obs["cell_type"])
