@@ -14,7 +14,7 @@ if str(WORKFLOW_ROOT) not in sys.path:
 
 from snakemake.exceptions import WorkflowError
 
-from scmix import composition, deps, modelspec, settings, study
+from scmix import composition, configfile, deps, modelspec, settings, study
 from scmix.threads import wait_briefly
 
 # torch's OpenMP threads in every job (inherited from this process) wait briefly instead of spinning
@@ -43,7 +43,7 @@ def _config_problem():
 
 # a config file that gives a key twice: Snakemake's YAML reader keeps the later value without a word
 for _configfile in workflow.configfiles:
-    _problem = study.duplicate_key_problem(_configfile)
+    _problem = configfile.duplicate_key_problem(_configfile)
     if _problem:
         raise WorkflowError(_problem)
 # every model: the models section plus one per point of each sweep's grid, defaults filled in

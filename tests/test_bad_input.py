@@ -16,7 +16,7 @@ import yaml
 from snakemake.utils import validate
 from snakerun import REPO, TINY, snakemake
 
-from scmix import names, study
+from scmix import configfile, names, study
 from scmix.errors import ScmixInputError
 from scmix.rulecall import check_outputs
 
@@ -405,13 +405,13 @@ def test_a_config_file_that_gives_a_key_twice_is_refused_with_the_key_and_both_l
     nested.write_text(text.replace("models:\n", "models:\n  ldvae: {architecture: vae}\n", 1))
     os.chdir(tmp_path)
     try:
-        message = study.duplicate_key_problem("nested.yaml")
+        message = configfile.duplicate_key_problem("nested.yaml")
     finally:
         os.chdir(REPO)
     assert message.startswith("config file 'nested.yaml', line ") and "the key 'models.ldvae' is given" in message
     # a config without duplicates (the shipped ones) passes; so does the same key in two different mappings
     for path in [REPO / "config.yaml", *sorted((REPO / "config").rglob("*.yaml"))]:
-        assert study.duplicate_key_problem(path) is None, path
+        assert configfile.duplicate_key_problem(path) is None, path
     assert yaml.safe_load(text)["models"]["ldvae"]  # the tiny config has ldvae and cvae blocks with shared keys
 
 
