@@ -86,11 +86,13 @@ UMAP_SEED = SEEDS[
 def script_code(script, *modules):
     """The package files a rule script can execute (its scmix imports, followed through the package), as
     inputs: an edit to any of them reruns the rule, and an edit to any other file does not. ``modules`` adds
-    modules the script loads by name. The paths are relative to the working directory, as Snakemake records
-    inputs: a checkout moved or copied with its results (cp -a) finds every job's inputs unchanged.
+    modules the script loads by name. Snakemake records the input paths of each job: a package inside the
+    working directory (a checkout run where it is) is named relative to it, so the checkout moved or copied with
+    its results (cp -a) finds every job's inputs unchanged; one outside it (--directory elsewhere) by its absolute
+    path, so a work folder moved alone finds them unchanged too.
     """
     return [
-        os.path.relpath(f)
+        rel if not (rel := os.path.relpath(f)).startswith("..") else f
         for f in deps.package_files(
             WORKFLOW_ROOT / "scripts" / script, WORKFLOW_ROOT, modules
         )
