@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import anndata as ad
@@ -179,49 +180,42 @@ def sibling_tempfile(path: Path, suffix: str = "") -> str:
     return tmp
 
 
+@contextmanager
+def _replacing(path: str | os.PathLike, *, unique: bool = False):
+    """A temporary file beside ``path`` for the block to write (a refused write names ``path``), renamed over
+    ``path`` when the block ends and removed when it fails: no half-written output survives. ``unique``: a name
+    of its own (``sibling_tempfile``), for files that jobs side by side could write at once."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(sibling_tempfile(path, suffix=".tmp")) if unique else path.with_name(f".{path.name}.tmp")
+    try:
+        with writing(path):
+            yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_h5ad(adata: ad.AnnData, path: str | os.PathLike) -> None:
     """Write ``adata`` atomically: to a temporary file in the same folder, then rename.
 
     A job killed mid-write leaves no half-written h5ad that a rerun could take for finished.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = sibling_tempfile(path, suffix=".tmp")
-    try:
-        with writing(path):
-            adata.write_h5ad(tmp, compression="gzip")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _replacing(path, unique=True) as tmp:
+        adata.write_h5ad(tmp, compression="gzip")
 
 
 def write_table(df, path: str | os.PathLike, **kwargs) -> None:
     """Write a pandas DataFrame as TSV atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with writing(path):
-            df.to_csv(tmp, sep="\t", index=kwargs.pop("index", False), **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _replacing(path) as tmp:
+        df.to_csv(tmp, sep="\t", index=kwargs.pop("index", False), **kwargs)
 
 
 def write_json(obj, path: str | os.PathLike) -> None:
     """Write ``obj`` as indented JSON atomically (a refused write names ``path``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with writing(path), open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _replacing(path) as tmp, open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1)
 
 
 def read_label_map(path) -> dict[str, str]:
