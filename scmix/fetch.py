@@ -205,10 +205,11 @@ def _folder_mode(st: os.stat_result) -> int:
     return (stat.S_IMODE(st.st_mode) | 0o700) & 0o777 & ~_umask()
 
 
-def _open_regular(path: Path):
+def _open_regular(path: Path, *, follow: bool = False):
     """``path`` open for reading when it is a regular file; else a ValueError naming what it is. Opened without
-    following a link in its last part and without waiting on a pipe, then checked: no swap after a listing."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    waiting on a pipe and (unless ``follow``) without following a link in its last part, then checked: no swap
+    after a listing."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW))
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -269,11 +270,8 @@ def _download_once(url: str, tmp: Path, label: str, timeout: float, shown: Path)
 def _copy_file(src: Path, dst: Path, label: str, shown: Path) -> None:
     """Copy one local file (a regular one; a link the user named is followed), created with the source's
     read/write bits (less the umask). A refused write is a ``WriteRefused`` naming ``shown``."""
-    fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK)  # a pipe named by mistake is refused, not waited on
-    st = os.fstat(fd)
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"is a {_kind(st.st_mode)}, not a regular file or folder")
+    with _open_regular(src, follow=True) as fh:  # a pipe named by mistake is refused, not waited on
+        st = os.fstat(fh.fileno())
         with writing(shown), _create(dst, _copy_mode(st)) as out:
             _stream(fh, out, st.st_size, label)
 

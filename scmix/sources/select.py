@@ -70,6 +70,8 @@ def choose(obs: pd.DataFrame, spec: Mapping, *, dataset: str, path: str) -> tupl
     kept = matched[subsample(len(matched), spec.get("max_cells"), spec.get("seed", 0))]
     record = selection_record(len(matched), len(kept), spec)
     record["cells_in_file"] = len(obs)
+    log.info("%s: %d of %d cells kept (obs_filter %r matched %d, max_cells %s)", dataset, record["cells_kept"],
+             record["cells_in_file"], expr, record["cells_matched"], spec.get("max_cells"))  # fmt: skip
     return kept, record
 
 
@@ -91,7 +93,4 @@ def select_cells(adata: ad.AnnData, spec: Mapping, *, dataset: str, path: str) -
     out = adata[rows].copy()
     out.obs = take_obs(out.obs, np.arange(out.n_obs))
     out.uns["selection"] = record
-    log.info("%s: %d of %d cells kept (obs_filter %r matched %d, max_cells %s)", dataset, record["cells_kept"],
-             record["cells_in_file"], spec.get("obs_filter"), record["cells_matched"],
-             spec.get("max_cells"))  # fmt: skip
     return out

@@ -117,9 +117,6 @@ def parse_h5ad(name: str, spec: Mapping, raw_dir: Path) -> ad.AnnData:
     adata.uns[SOURCE_FILE] = str(path)
     if record is not None:
         adata.uns["selection"] = record
-        log.info("%s: %d of %d cells kept (obs_filter %r matched %d, max_cells %s)", name, record["cells_kept"],
-                 record["cells_in_file"], spec.get("obs_filter"), record["cells_matched"],
-                 spec.get("max_cells"))  # fmt: skip
     log.info("%s: %d x %d counts from %s (%s)", name, adata.n_obs, adata.n_vars, path, where)
     return adata
 
