@@ -46,7 +46,8 @@ def main() -> None:
     from scmix import study
     from scmix import synthetic as syn
     from scmix.io import read_h5ad, read_label_map
-    from scmix.trained import GENERATION_MODES, load
+    from scmix.loading import load
+    from scmix.trained import GENERATION_MODES
 
     config = yaml.safe_load(Path(args.configfile).read_text())
     settings = {"label_key": "cell_type", "cells_per_label": 200, "n_features": 1000, "max_train_cells": 50000,

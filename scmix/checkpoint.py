@@ -1,6 +1,6 @@
 """The checkpoint format: weights plus the gene list, config and package version they belong to.
 
-``save_checkpoint`` writes one atomically; ``scmix.load`` (``scmix.trained``) reads one back as a model."""
+``save_checkpoint`` writes one atomically; ``scmix.load`` (``scmix.loading``) reads one back as a model."""
 
 from __future__ import annotations
 

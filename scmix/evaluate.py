@@ -18,31 +18,15 @@ reindexed to the model's genes, missing ones zero). r2 is the square of that Pea
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scmix.errors import ScmixInputError
-from scmix.genes import positions
+from scmix.expression import cp10k, sparse_log1p_cp10k
 from scmix.settings import HOLDOUT_COLUMN
 
 log = logging.getLogger("scmix.evaluate")
-
-
-def log1p_cp10k(counts) -> np.ndarray:
-    """log1p of counts scaled to 10,000 per cell (dense float64); cells with no counts stay zero."""
-    return np.log1p(cp10k(counts))
-
-
-def sparse_log1p_cp10k(counts, dtype=np.float64) -> sp.csr_matrix:
-    """``log1p_cp10k`` kept sparse (log1p(0) = 0): the same values, the counts' non-zeros only."""
-    X = sp.csr_matrix(counts, dtype=np.float64, copy=True)
-    totals = np.asarray(X.sum(axis=1)).ravel()
-    scale = np.divide(1e4, totals, out=np.zeros_like(totals), where=totals > 0)
-    X.data = np.log1p(X.data * np.repeat(scale, np.diff(X.indptr)))
-    return X.astype(dtype, copy=False)
 
 
 def column_variance(X) -> np.ndarray:
@@ -138,14 +122,6 @@ def reconstruction_accuracy(counts, rho: np.ndarray, n_top_genes: int = 1000,
     does it a chunk at a time). Only those genes are densified."""
     idx = reconstruction_genes(counts, n_top_genes, genes)
     return reconstruction_scores(observed_log(counts, idx, genes), np.asarray(rho)[:, idx])
-
-
-def cp10k(counts) -> np.ndarray:
-    """Counts scaled to 10,000 per cell (dense float64); cells with no counts stay zero."""
-    X = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
-    X = X.astype(np.float64, copy=False)
-    totals = X.sum(axis=1, keepdims=True)
-    return X * np.divide(1e4, totals, out=np.zeros_like(totals, dtype=np.float64), where=totals > 0)
 
 
 class _Moments:
@@ -264,33 +240,6 @@ def likelihood_summary(per_cell: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     out["n_holdout_cell_types"] = _holdout(per_cell).groupby([per_cell[k] for k in keys], observed=True,
                                                              sort=True).sum().to_numpy().astype(int)  # fmt: skip
     return out
-
-
-def reindex_to_genes(adata, genes, *, min_overlap: float, eval_set: str, keys=None, kind: str = "dataset"):
-    """Counts of ``adata`` in the order of ``genes``; genes the eval set lacks are zero-padded.
-
-    ``keys`` are the eval set's own gene keys to match ``genes`` against (default its var_names; the
-    Ensembl IDs when the model's genes were matched on IDs). Warns when padding happens and fails below
-    ``min_overlap`` (fraction of model genes found).
-    """
-    genes = pd.Index(genes)
-    pos = positions(adata.var_names if keys is None else keys, genes)
-    found = pos >= 0
-    overlap = found.mean()
-    if overlap < min_overlap:
-        raise ScmixInputError(
-            f"only {found.sum()} of the model's {len(genes)} genes ({overlap:.1%}) are in the eval set; "
-            f"the minimum is {min_overlap:.0%} (evaluation.min_gene_overlap)",
-            **{kind: eval_set},
-        )
-    if not found.all():
-        warnings.warn(
-            f"eval set '{eval_set}': {int((~found).sum())} of {len(genes)} model genes are missing and are zero-padded",
-            stacklevel=2,
-        )
-    X = sp.csr_matrix(adata.layers["counts"] if "counts" in adata.layers else adata.X)
-    cols = sp.csr_matrix((np.ones(found.sum()), (pos[found], np.flatnonzero(found))), shape=(adata.n_vars, len(genes)))
-    return (X @ cols).tocsr(), float(overlap)
 
 
 def summarise(per_cell: pd.DataFrame, keys: list[str], by: str = "cell_type") -> pd.DataFrame:

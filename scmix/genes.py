@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from scmix.errors import ScmixInputError
+from scmix.expression import sparse_log1p_cp10k
 
 log = logging.getLogger("scmix.genes")
 _VERSION = re.compile(r"\.\d+$")
@@ -158,12 +161,39 @@ def removed_by_qc(adata: ad.AnnData, missing: pd.Index, match_on: str) -> str:
 def positions(own, keys) -> np.ndarray:
     """Position in ``own`` of each of ``keys`` (the first, where a key repeats in ``own``); -1 if absent.
 
-    The one gene lookup shared by mixing (``select``) and evaluation (``scmix.evaluate.reindex_to_genes``).
+    The one gene lookup shared by mixing (``select``) and evaluation (``reindex_to_genes``).
     """
     own = pd.Index(own)
     first = np.flatnonzero(~own.duplicated())
     hit = own[first].get_indexer(keys)
     return np.where(hit >= 0, first[hit], -1)
+
+
+def reindex_to_genes(adata, genes, *, min_overlap: float, eval_set: str, keys=None, kind: str = "dataset"):
+    """Counts of ``adata`` in the order of ``genes``; genes the eval set lacks are zero-padded.
+
+    ``keys`` are the eval set's own gene keys to match ``genes`` against (default its var_names; the
+    Ensembl IDs when the model's genes were matched on IDs). Warns when padding happens and fails below
+    ``min_overlap`` (fraction of model genes found).
+    """
+    genes = pd.Index(genes)
+    pos = positions(adata.var_names if keys is None else keys, genes)
+    found = pos >= 0
+    overlap = found.mean()
+    if overlap < min_overlap:
+        raise ScmixInputError(
+            f"only {found.sum()} of the model's {len(genes)} genes ({overlap:.1%}) are in the eval set; "
+            f"the minimum is {min_overlap:.0%} (evaluation.min_gene_overlap)",
+            **{kind: eval_set},
+        )
+    if not found.all():
+        warnings.warn(
+            f"eval set '{eval_set}': {int((~found).sum())} of {len(genes)} model genes are missing and are zero-padded",
+            stacklevel=2,
+        )
+    X = sp.csr_matrix(adata.layers["counts"] if "counts" in adata.layers else adata.X)
+    cols = sp.csr_matrix((np.ones(found.sum()), (pos[found], np.flatnonzero(found))), shape=(adata.n_vars, len(genes)))
+    return (X @ cols).tocsr(), float(overlap)
 
 
 def key_positions(adata: ad.AnnData, keys: pd.Index, match_on: str) -> np.ndarray:
@@ -194,8 +224,6 @@ def highly_variable(adata: ad.AnnData, n_top_genes: int, flavor: str = "seurat_v
     if batch_key and (batch_key not in adata.obs or adata.obs[batch_key].nunique() < 2):
         batch_key = None
     if flavor in LOG_FLAVORS:
-        from scmix.evaluate import sparse_log1p_cp10k
-
         obs = adata.obs[[batch_key]] if batch_key else pd.DataFrame(index=adata.obs_names)
         adata = ad.AnnData(X=sparse_log1p_cp10k(adata.X, dtype=np.float32), obs=obs,
                            var=pd.DataFrame(index=adata.var_names))  # fmt: skip

@@ -23,7 +23,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import LabelEncoder
 
 from scmix.errors import ScmixInputError
-from scmix.evaluate import sparse_log1p_cp10k, top_variable_genes
+from scmix.evaluate import top_variable_genes
+from scmix.expression import sparse_log1p_cp10k
 from scmix.sources.select import subsample
 
 log = logging.getLogger("scmix.synthetic")
@@ -42,7 +43,7 @@ def coarse_labels(labels: np.ndarray, label_map: Mapping[str, str], *, path=None
 
 
 def feature_matrix(logx, features: np.ndarray) -> np.ndarray:
-    """The classifier's input: sparse log1p(CP10k) ``logx`` (``scmix.evaluate.sparse_log1p_cp10k``) on the
+    """The classifier's input: sparse log1p(CP10k) ``logx`` (``scmix.expression.sparse_log1p_cp10k``) on the
     ``features`` genes (cells x features, float32, the precision XGBoost reads); only those columns are densified."""
     return logx[:, features].toarray().astype(np.float32)
 

@@ -17,6 +17,7 @@ Ensembl IDs; genes the cells lack are zero-padded), checks that the counts are r
 
 Every method also takes an AnnData and prepares it first. Models of scvi-tools (``architecture: scvi`` or
 ``scvi_linear``) load as ``scmix.scvi_models.ScviModel``, the same interface over scvi-tools' own methods.
+``scmix.loading`` reads a checkpoint back as one or the other.
 """
 
 from __future__ import annotations
@@ -30,10 +31,8 @@ import scipy.sparse as sp
 import torch
 
 from scmix import transforms
-from scmix.checkpoint import REBUILD, load_payload, save_checkpoint, unreadable
-from scmix.errors import ScmixInputError
-from scmix.evaluate import reindex_to_genes
-from scmix.genes import gene_keys
+from scmix.checkpoint import save_checkpoint, unreadable
+from scmix.genes import gene_keys, reindex_to_genes
 from scmix.io import check_integer_counts
 from scmix.modeldata import cell_data, encode
 from scmix.models import build_model
@@ -61,36 +60,6 @@ class Cells:
     @property
     def obs_names(self) -> pd.Index:
         return self.obs.index
-
-
-def load(path, device="cpu") -> TrainedModel:
-    """The trained model at ``path`` (a ``model.pt`` the workflow's rule train wrote), on ``device``."""
-    return _from_payload(load_payload(path, device=device), path, device)
-
-
-def load_for_config(path, *, model: str, architecture: str, device="cpu") -> TrainedModel:
-    """``load`` for a rule that runs the config's model ``model`` of ``architecture``: a file of another
-    architecture (a stale or misplaced checkpoint) is refused before it is built."""
-    payload = load_payload(path, device=device)
-    if payload["architecture"] != architecture:
-        raise ScmixInputError(
-            f"the file holds architecture {payload['architecture']} but the config's model '{model}' has "
-            f"architecture {architecture}; {REBUILD} (or set the model's architecture to "
-            f"{payload['architecture']})",
-            model=model, path=str(path),
-        )  # fmt: skip
-    return _from_payload(payload, path, device)
-
-
-def _from_payload(payload: dict, path, device) -> TrainedModel:
-    arch = payload["architecture"]
-    if arch in SCVI_ARCHITECTURES:
-        from scmix.scvi_models import ScviModel
-
-        return ScviModel.from_payload(payload, device=device, path=path)
-    if arch not in ARCHITECTURES:
-        raise unreadable(f"architecture '{arch}' is not one of {', '.join(ARCHITECTURES + SCVI_ARCHITECTURES)}", path)
-    return TrainedModel.from_payload(payload, device=device, path=path)
 
 
 def check_genes(payload: dict, path) -> None:

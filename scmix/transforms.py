@@ -42,7 +42,7 @@ def transform(counts, name: str) -> np.ndarray:
     """The transformed input (cells x genes, float32, dense)."""
     X = _dense(counts)
     if name == "log1p_cp10k":
-        from scmix.evaluate import log1p_cp10k  # the metric's own input transform, one definition
+        from scmix.expression import log1p_cp10k  # the metric's own input transform, one definition
 
         return log1p_cp10k(X).astype(np.float32)
     if name == "size_factor":

@@ -15,10 +15,11 @@ from scmix import rulecall
 from scmix.evaluate import evaluate_cells, gene_fit_summary, likelihood_summary, summarise
 from scmix.io import read_h5ad, write_h5ad, write_table
 from scmix.latent import latent_scores, umap_coordinates
+from scmix.loading import load_for_config
 from scmix.ppc import CHECKS, CheckAccumulator, top_variable
 from scmix.settings import HOLDOUT_COLUMN
 from scmix.train import resolve_device
-from scmix.trained import latent_adata, load_for_config
+from scmix.trained import latent_adata
 
 
 def evaluate_set(model, adata, cells, eval_set, keys, p):

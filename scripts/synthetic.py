@@ -6,8 +6,8 @@ from scmix import rulecall
 from scmix import synthetic as syn
 from scmix.errors import ScmixInputError
 from scmix.io import read_h5ad, read_label_map, write_table
+from scmix.loading import load_for_config
 from scmix.train import resolve_device
-from scmix.trained import load_for_config
 
 
 def labels_of(adata, key, path, **where):

@@ -67,7 +67,8 @@ def blood(universe):
 @pytest.fixture(scope="session")
 def pbmc3k_split(pbmc3k):
     """PBMC 3k on its 2,000 most variable genes (log1p CP10k variance), 80 % training and 20 % held out."""
-    from scmix.evaluate import log1p_cp10k, top_variable_genes
+    from scmix.evaluate import top_variable_genes
+    from scmix.expression import log1p_cp10k
     from scmix.split import split_heldout
 
     genes = top_variable_genes(log1p_cp10k(pbmc3k.X), 2000)

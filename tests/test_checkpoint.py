@@ -12,8 +12,8 @@ import torch
 import scmix
 from scmix.checkpoint import FORMAT, save_checkpoint, save_payload
 from scmix.errors import ScmixInputError
+from scmix.loading import load_for_config
 from scmix.models import build_model
-from scmix.trained import load_for_config
 
 
 class _Opens:

@@ -9,13 +9,13 @@ from anndata import AnnData
 from scmix.errors import ScmixInputError
 from scmix.evaluate import (
     likelihood_summary,
-    log1p_cp10k,
     pearson_per_cell,
     reconstruction_accuracy,
-    reindex_to_genes,
     summarise,
     top_variable_genes,
 )
+from scmix.expression import log1p_cp10k
+from scmix.genes import reindex_to_genes
 
 
 def test_log1p_cp10k_hand_value():

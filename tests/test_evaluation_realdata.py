@@ -5,7 +5,8 @@ Skipped without ../shared."""
 import anndata as ad
 import numpy as np
 
-from scmix.evaluate import log1p_cp10k, reconstruction_accuracy, summarise, top_variable_genes
+from scmix.evaluate import reconstruction_accuracy, summarise, top_variable_genes
+from scmix.expression import log1p_cp10k
 from scmix.modeldata import prepare
 from scmix.modelspec import module_kwargs, resolve
 from scmix.split import split_heldout
@@ -72,7 +73,7 @@ def test_reconstruction_r_is_the_datamix_studys_to_1e6_on_real_data(pbmc3k, kang
     import scanpy as sc
     import scipy.sparse as sp
 
-    from scmix.evaluate import reindex_to_genes
+    from scmix.genes import reindex_to_genes
 
     # the model's genes: those PBMC 3k shares with Kang's panel, and 100 PBMC 3k genes Kang lacks
     shared = pbmc3k.var_names[pbmc3k.var_names.isin(kang2018.var_names)]
@@ -122,7 +123,8 @@ def test_chunked_evaluation_equals_the_whole_set_on_real_pbmc3k(pbmc3k):
     import pandas as pd
     import scipy.sparse as sp
 
-    from scmix.evaluate import column_variance, evaluate_cells, gene_fit, sparse_log1p_cp10k
+    from scmix.evaluate import column_variance, evaluate_cells, gene_fit
+    from scmix.expression import sparse_log1p_cp10k
 
     data = pbmc3k[:, np.asarray(pbmc3k.X.sum(axis=0)).ravel() > 0].copy()
     dense = log1p_cp10k(data.X)

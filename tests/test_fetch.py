@@ -144,7 +144,7 @@ def test_fetch_dataset_is_atomic(server, tmp_path):
 
 
 def test_geo_download_urls_name_their_file_and_gz_files_can_be_decompressed(server, tmp_path):
-    from scmix.fetch import local_name
+    from scmix.urls import local_name
 
     url = "https://www.ncbi.nlm.nih.gov/geo/download/?acc=GSE217460&format=file&file=GSE217460%5Fx%2Eh5ad%2Egz"
     assert local_name(url) == "GSE217460_x.h5ad.gz"

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from scmix.evaluate import log1p_cp10k, reconstruction_accuracy
+from scmix.evaluate import reconstruction_accuracy
+from scmix.expression import log1p_cp10k
 from scmix.modeldata import encode, prepare
 from scmix.models import CellData, build_model
 from scmix.modelspec import module_kwargs, resolve

@@ -36,11 +36,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scmix.errors import ScmixInputError
-from scmix.fetch import local_store
 from scmix.io import read_h5ad, write_h5ad
 from scmix.sources.registry import SOURCE_FILE
 from scmix.sources.select import query_obs, selection_record, subsample, wanted
 from scmix.sources.tables import _gene_index
+from scmix.urls import local_store
 
 log = logging.getLogger("scmix.sources.census")
 

@@ -14,10 +14,10 @@ import pandas as pd
 import scipy.io
 
 from scmix.errors import ScmixInputError
-from scmix.fetch import local_name
 from scmix.io import require_unique
 from scmix.sources.checks import check_unique_cells
 from scmix.sources.registry import SOURCE_FILE
+from scmix.urls import local_name
 
 log = logging.getLogger("scmix.sources.tenx")
 MATRIX = ("matrix.mtx.gz", "matrix.mtx")
