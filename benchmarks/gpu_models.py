@@ -29,8 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scmix.models import CellData, build_model  # noqa: E402
-from scmix.train import TrainConfig, fit  # noqa: E402
+from scmix.models.modules import CellData, build_model  # noqa: E402
+from scmix.models.train import TrainConfig, fit  # noqa: E402
 
 VARIANTS = {
     "ldvae-nb": ("ldvae", {}),

@@ -8,7 +8,7 @@ The h5ad is simulated with ``benchmarks/mix_scale.py``'s atlas generator (one da
 cells, a heavy-tailed gene abundance, 8 % low-quality cells) and written to an h5ad chunk by chunk (CSR counts,
 ``obs`` with ``cell_type``, ``donor`` and ``low_quality``), so building it never holds the matrix in memory.
 
-Then, each in a fresh process that imports scmix first, ``scmix.sources.tables.parse_h5ad`` reads it:
+Then, each in a fresh process that imports scmix first, ``scmix.data.sources.tables.parse_h5ad`` reads it:
 
 - ``whole``: no selection (the whole matrix is read);
 - ``filter``: ``obs_filter: cell_type == 'B'`` (about 15 % of the cells);
@@ -86,7 +86,7 @@ def build_h5ad(cells: int, genes: int, median_genes: float, work: Path, seed: in
 def _case(conn, path: str, spec: dict) -> None:
     import scipy.sparse as sp  # noqa: F401
 
-    from scmix.sources import tables
+    from scmix.data.sources import tables
 
     mix_scale.reset_peak_rss()
     before = mix_scale.rss_bytes()

@@ -15,9 +15,9 @@ Every stage runs in a fresh process forked from a forkserver that has imported n
 scanpy/scmix once; the process reads its inputs from the work folder (as a Snakemake job reads its
 h5ad), warms up the scmix call on a toy AnnData (numba JIT, lazy imports), then runs the real call:
 
-- ``qc[d]``: ``scmix.qc.run_qc`` on dataset d with ``scmix.settings.resolve_qc``;
-- ``split[d]``: ``scmix.split.split_heldout`` on the QC'd dataset;
-- ``mix[recipe] sN``: as scripts/mix.py, ``scmix.mix.cross_source_duplicates`` (the recipe's training parts
+- ``qc[d]``: ``scmix.data.qc.run_qc`` on dataset d with ``scmix.settings.resolve_qc``;
+- ``split[d]``: ``scmix.data.split.split_heldout`` on the QC'd dataset;
+- ``mix[recipe] sN``: as scripts/mix.py, ``scmix.data.mix.cross_source_duplicates`` (the recipe's training parts
   against every other dataset's eval set), ``make_mix`` on the training parts, ``check_no_duplicate_leak``.
 
 Measured per stage:
@@ -72,10 +72,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-import scmix.mix
-import scmix.qc
+import scmix.data.mix
+import scmix.data.qc
+import scmix.data.split
 import scmix.settings
-import scmix.split
 
 GIB = 1024**3
 ME = "benchmarks/mix_scale.py"
@@ -106,7 +106,7 @@ DEPTH_FACTORS = [1.0, 0.85, 1.15, 0.75, 1.25]
 ZIPF = 0.9
 SPLIT = {"eval_fraction": 0.2, "seed": 0, "stratify": "cell_type"}
 SCMIX_PRELOAD = ["numpy", "scipy.sparse", "pandas", "anndata", "scanpy", "sklearn.model_selection"]
-SCMIX_PRELOAD += ["scmix.qc", "scmix.split", "scmix.mix"]
+SCMIX_PRELOAD += ["scmix.data.qc", "scmix.data.split", "scmix.data.mix"]
 
 
 # ---------------------------------------------------------------- memory
@@ -405,14 +405,14 @@ def _warm_up(kind: str) -> None:
     """Run the stage's scmix call once on a toy AnnData: numba JIT and lazy imports stay out of the timing."""
     if kind == "qc":
         params = scmix.settings.resolve_qc({"min_genes": 1, "min_counts": 0, "min_cells": 0, "max_pct_mito": 100})
-        scmix.qc.run_qc(_toy_adata("toy"), params)
+        scmix.data.qc.run_qc(_toy_adata("toy"), params)
     elif kind == "split":
-        scmix.split.split_heldout(_toy_adata("toy"), **SPLIT)
+        scmix.data.split.split_heldout(_toy_adata("toy"), **SPLIT)
     elif kind == "mix":
         parts = {"a": _toy_adata("a"), "b": _toy_adata("b", seed=1)}
         recipe = {"total_cells": 20, "datasets": {"a": 0.5, "b": 0.5}}
-        scmix.mix.make_mix("toy", recipe, parts, 0, min_shared=1)  # the toy has 40 genes
-        scmix.mix.cross_source_duplicates({"a": parts["a"]}, {"b": parts["b"]})
+        scmix.data.mix.make_mix("toy", recipe, parts, 0, min_shared=1)  # the toy has 40 genes
+        scmix.data.mix.cross_source_duplicates({"a": parts["a"]}, {"b": parts["b"]})
     gc.collect()
 
 
@@ -491,7 +491,7 @@ def stage_qc(work: str, name: str, params: dict) -> dict:
     def peer(adata, _):
         adata.X.copy()
 
-    row = _measured("qc", load, lambda a: scmix.qc.run_qc(a, params), peer)
+    row = _measured("qc", load, lambda a: scmix.data.qc.run_qc(a, params), peer)
     filtered, report = row.pop("_result")
     save_adata(filtered, work / "qc" / name)
     row.update(cells_out=filtered.n_obs, genes_out=filtered.n_vars)
@@ -512,7 +512,7 @@ def stage_split(work: str, name: str) -> dict:
         adata.X[np.sort(rows[:n_train])]
         adata.X[np.sort(rows[n_train:])]
 
-    row = _measured("split", load, lambda a: scmix.split.split_heldout(a, **SPLIT), peer)
+    row = _measured("split", load, lambda a: scmix.data.split.split_heldout(a, **SPLIT), peer)
     train, held = row.pop("_result")[:2]
     save_adata(train, work / "split" / name / "train")
     save_adata(held, work / "split" / name / "eval")  # with counts: the mix stage looks for the same cells
@@ -535,9 +535,9 @@ def stage_mix(work: str, mix: str, recipe: dict, seed: int, kwargs: dict) -> dic
         return {"train": parts, "eval": held}, nbytes
 
     def call(inputs):
-        found = scmix.mix.cross_source_duplicates(inputs["train"], inputs["eval"])
-        out = scmix.mix.make_mix(mix, recipe, inputs["train"], seed, **kwargs)
-        scmix.mix.check_no_duplicate_leak(out, found, mix)
+        found = scmix.data.mix.cross_source_duplicates(inputs["train"], inputs["eval"])
+        out = scmix.data.mix.make_mix(mix, recipe, inputs["train"], seed, **kwargs)
+        scmix.data.mix.check_no_duplicate_leak(out, found, mix)
         out.uns["cross_source_pairs"] = sum(len(p) for p, _ in found.values())
         return out
 
@@ -560,7 +560,7 @@ def stage_mix(work: str, mix: str, recipe: dict, seed: int, kwargs: dict) -> dic
     row = _measured("mix", load, call, peer)
     out = row.pop("_result")
     eval_ids = {e: load_obs_names(work / "split" / e / "eval") for e in eval_sets}
-    scmix.mix.check_no_leak(out.obs["source_cell_id"], eval_ids, mix)
+    scmix.data.mix.check_no_leak(out.obs["source_cell_id"], eval_ids, mix)
     row.update(cells_out=out.n_obs, genes_out=out.n_vars, cross_source_pairs=int(out.uns["cross_source_pairs"]))
     row["out_bytes"] = csr_nbytes(out.X) if sp.issparse(out.X) else int(out.X.nbytes)
     row["out_sparse"] = bool(sp.issparse(out.X))
@@ -890,7 +890,7 @@ def _run(args, spec: dict, work: Path, ctx, mem_limit: int | None) -> tuple[list
             train_cells[d] = r["cells_out"]
 
     # -- mixes
-    hvg_ok = args.hvg > 0 and "n_top_genes" in inspect.signature(scmix.mix.make_mix).parameters
+    hvg_ok = args.hvg > 0 and "n_top_genes" in inspect.signature(scmix.data.mix.make_mix).parameters
     plans = []
     for mix, recipe in mix_recipes(names, args.mix_cells):
         missing = [d for d in recipe["datasets"] if d not in train_cells]

@@ -1,11 +1,11 @@
 """Synthetic cells of every generation mode, judged as the rule synthetic judges them, on the models of a finished run.
 
 For each conditional model x mix x seed of the run, on the eval set of each dataset the mix draws from (every eval
-set with --all-pairs), ``scmix.synthetic.judge`` scores the model's cells generated in each mode of
-``scmix.trained.GENERATION_MODES`` and in ``before`` (z from the prior, every label's library from the model's one
-log-normal prior: the generator before per-label libraries): macro F1 of real->real and synthetic->real at the fine
-and coarse level, the discriminator's AUC and its most informative genes. Prints the mean (min-max) over seeds per
-mode and eval set, with the load average; writes every row with --tsv.
+set with --all-pairs), ``scmix.evaluation.synthetic.judge`` scores the model's cells generated in each mode of
+``scmix.models.trained.GENERATION_MODES`` and in ``before`` (z from the prior, every label's library from the
+model's one log-normal prior: the generator before per-label libraries): macro F1 of real->real and synthetic->real
+at the fine and coarse level, the discriminator's AUC and its most informative genes. Prints the mean (min-max) over
+seeds per mode and eval set, with the load average; writes every row with --tsv.
 
     python benchmarks/synthetic_modes.py --configfile config/shared_data/synthetic_modes.yaml --tsv modes.tsv
 
@@ -44,10 +44,10 @@ def main() -> None:
     import torch
 
     from scmix import study
-    from scmix import synthetic as syn
+    from scmix.evaluation import synthetic as syn
     from scmix.io import read_h5ad, read_label_map
-    from scmix.loading import load
-    from scmix.trained import GENERATION_MODES
+    from scmix.models.loading import load
+    from scmix.models.trained import GENERATION_MODES
 
     config = yaml.safe_load(Path(args.configfile).read_text())
     settings = {"label_key": "cell_type", "cells_per_label": 200, "n_features": 1000, "max_train_cells": 50000,

@@ -3,7 +3,7 @@ simulated atlas of any size.
 
 Both models get the datamix settings (10-d latent, two encoder layers of 128, batch 128, lr 5e-3) and the
 same cells and genes: PBMC 3k's 2,000 highly variable genes (scanpy seurat_v3 on the raw counts), or
-``--cells`` cells x ``--genes`` genes from the embedded simulator (scmix.simulate: five cell types, four
+``--cells`` cells x ``--genes`` genes from the embedded simulator (scmix.data.simulate: five cell types, four
 donors); 10 % of cells are held out. Printed: seconds per epoch (median over epochs after the first), their
 ratio, the held-out reconstruction NLL per cell of each (negative binomial, posterior mean of z, observed
 library) and the load average before and after.
@@ -46,8 +46,8 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from scmix.models import CellData, build_model  # noqa: E402
-from scmix.train import TrainConfig, TrainingDiverged, evaluate_elbo, fit, seed_everything  # noqa: E402
+from scmix.models.modules import CellData, build_model  # noqa: E402
+from scmix.models.train import TrainConfig, TrainingDiverged, evaluate_elbo, fit, seed_everything  # noqa: E402
 
 ME = "benchmarks/train_speed.py"
 ARCHIVE = Path("pbmc3k") / "pbmc3k_filtered_gene_bc_matrices.tar.gz"
@@ -92,7 +92,7 @@ def load_pbmc3k(shared: Path, n_genes: int, heldout: float, seed: int):
 
 def simulated(n_cells: int, n_genes: int, heldout: float, seed: int):
     """``n_cells`` x ``n_genes`` raw counts from scmix's simulator, split into training and held-out cells."""
-    from scmix.simulate import Universe, simulate_dataset
+    from scmix.data.simulate import Universe, simulate_dataset
 
     spec = {"n_cells": n_cells, "donors": 4, "cell_types": {"T": 0.4, "B": 0.15, "NK": 0.1, "Mono": 0.25, "DC": 0.1}}
     adata = simulate_dataset("atlas", spec, Universe(n_genes=n_genes, seed=3))

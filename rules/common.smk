@@ -14,7 +14,9 @@ if str(WORKFLOW_ROOT) not in sys.path:
 
 from snakemake.exceptions import WorkflowError
 
-from scmix import composition, configfile, deps, modelspec, settings, study
+from scmix import configfile, deps, settings, study
+from scmix.data import composition
+from scmix.models import modelspec
 from scmix.threads import wait_briefly
 
 # torch's OpenMP threads in every job (inherited from this process) wait briefly instead of spinning
@@ -59,7 +61,7 @@ if not workflow.dryrun:
     if _problem:
         raise WorkflowError(_problem)
 DATASETS = list(config["datasets"])
-# every mix: the mixes section and the points of mix_sweeps (named as scmix.composition derives them)
+# every mix: the mixes section and the points of mix_sweeps (named as scmix.data.composition derives them)
 MIX_RECIPES = study.mixes(config)
 MIXES = list(MIX_RECIPES)
 SWEEP_POINTS = composition.sweep_points(config["mix_sweeps"])
@@ -190,10 +192,10 @@ def mix_datasets(wildcards):
 def parse_code(wildcards):
     """The package files one dataset's parse can execute: the script's, and its source type's module (loaded by
     name), with what that builds on."""
-    from scmix.sources.registry import SOURCES
+    from scmix.data.sources.registry import SOURCES
 
     source = SOURCES[config["datasets"][wildcards.dataset]["source"]]
-    return script_code("parse.py", f"scmix.sources.{source}")
+    return script_code("parse.py", f"scmix.data.sources.{source}")
 
 
 def parse_env(wildcards):

@@ -7,10 +7,10 @@ __version__ = "0.1.0"
 
 
 def load(path, device="cpu"):
-    """The trained model at ``path`` (a rule train ``model.pt``) as a ``scmix.trained.TrainedModel``.
+    """The trained model at ``path`` (a rule train ``model.pt``) as a ``scmix.models.trained.TrainedModel``.
 
-    For use from Python; the rule scripts import ``scmix.loading`` themselves. Loaded by name so that the package's
-    import does not pull torch into every rule (and the workflow's dependency scan does not see it there)."""
+    For use from Python; the rule scripts import ``scmix.models.loading`` themselves. Loaded by name so that the
+    package's import does not pull torch into every rule (and the workflow's dependency scan does not see it there)."""
     import importlib
 
-    return importlib.import_module("scmix.loading").load(path, device=device)
+    return importlib.import_module("scmix.models.loading").load(path, device=device)

@@ -23,9 +23,9 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from scmix.effect_table import COLUMNS as EFFECT_COLUMNS  # noqa: E402
-from scmix.effect_table import HELPS, HURTS  # noqa: E402
-from scmix.effect_table import METRICS as EFFECT_METRICS  # noqa: E402
+from scmix.evaluation.effect_table import COLUMNS as EFFECT_COLUMNS  # noqa: E402
+from scmix.evaluation.effect_table import HELPS, HURTS  # noqa: E402
+from scmix.evaluation.effect_table import METRICS as EFFECT_METRICS  # noqa: E402
 
 DPI = 120
 MAX_FIGSIZE = (24.0, 18.0)  # inches; larger grids shrink their panels instead of growing further

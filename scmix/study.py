@@ -12,7 +12,8 @@ import importlib.util
 import re
 from collections.abc import Mapping
 
-from scmix import composition, modelspec
+from scmix.data import composition
+from scmix.models import modelspec
 from scmix.names import NAME, NAME_RULE
 
 
@@ -56,7 +57,7 @@ def model_specs(config: Mapping) -> dict[str, dict]:
 
 
 def mixes(config: Mapping) -> dict[str, dict]:
-    """Every mix of the study by name: the mixes section, then the points of mix_sweeps (scmix.composition)."""
+    """Every mix of the study by name: the mixes section, then the points of mix_sweeps (scmix.data.composition)."""
     try:
         return composition.all_mixes(config)
     except composition.SweepError as err:

@@ -6,7 +6,8 @@ import logging
 
 import pandas as pd
 
-from scmix import effects, rulecall
+from scmix import rulecall
+from scmix.evaluation import effects
 from scmix.io import read_label_map, write_table
 
 COLUMNS = ["model", "mix", "seed", "eval_set", "cell_id", "cell_type", *effects.METRICS]

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from scmix import rulecall
-from scmix.fetch import fetch_dataset
+from scmix.data.fetch import fetch_dataset
 
 
 def main(smk):

@@ -12,14 +12,14 @@ import pandas as pd
 import torch
 
 from scmix import rulecall
-from scmix.evaluate import evaluate_cells, gene_fit_summary, likelihood_summary, summarise
+from scmix.evaluation.latent import latent_scores, umap_coordinates
+from scmix.evaluation.metrics import evaluate_cells, gene_fit_summary, likelihood_summary, summarise
+from scmix.evaluation.ppc import CHECKS, CheckAccumulator, top_variable
 from scmix.io import read_h5ad, write_h5ad, write_table
-from scmix.latent import latent_scores, umap_coordinates
-from scmix.loading import load_for_config
-from scmix.ppc import CHECKS, CheckAccumulator, top_variable
+from scmix.models.loading import load_for_config
+from scmix.models.train import resolve_device
+from scmix.models.trained import latent_adata
 from scmix.settings import HOLDOUT_COLUMN
-from scmix.train import resolve_device
-from scmix.trained import latent_adata
 
 
 def evaluate_set(model, adata, cells, eval_set, keys, p):
@@ -62,7 +62,7 @@ def evaluate_set(model, adata, cells, eval_set, keys, p):
 
 def posterior_check(model, cells, keys, p) -> pd.DataFrame:
     """One row: the posterior-predictive checks of a count model on the eval set's cells (one replicate of each
-    cell against the cell; scmix.ppc), NaN for a model of transformed values."""
+    cell against the cell; scmix.evaluation.ppc), NaN for a model of transformed values."""
     row = dict(keys)
     if model.counts_model:
         acc = CheckAccumulator(len(model.genes), top_variable(cells.counts, p.ppc_genes))

@@ -3,8 +3,8 @@ an AnnData with no cells."""
 
 from scmix import rulecall
 from scmix.io import write_h5ad, write_table
-from scmix.loading import load_for_config
-from scmix.trained import loadings_adata
+from scmix.models.loading import load_for_config
+from scmix.models.trained import loadings_adata
 
 
 def main(smk):

@@ -4,9 +4,8 @@ cell in another source."""
 import logging
 
 from scmix import rulecall
-from scmix.genes import MIN_SHARED_GENES, read_gene_list, resolve_match_on, shared_keys
-from scmix.io import read_h5ad, write_h5ad, write_json, write_table
-from scmix.mix import (
+from scmix.data.genes import MIN_SHARED_GENES, read_gene_list, resolve_match_on, shared_keys
+from scmix.data.mix import (
     check_no_duplicate_leak,
     check_no_leak,
     cross_source_duplicates,
@@ -18,6 +17,7 @@ from scmix.mix import (
     qualified_ids,
     warn_same_cells_within,
 )
+from scmix.io import read_h5ad, write_h5ad, write_json, write_table
 
 
 def main(smk):

@@ -9,11 +9,11 @@ import shutil
 from pathlib import Path
 
 from scmix import rulecall
+from scmix.data.fetch import file_entries
+from scmix.data.sources import parse_dataset
+from scmix.data.urls import is_local
 from scmix.errors import ScmixInputError
-from scmix.fetch import file_entries
 from scmix.io import write_h5ad
-from scmix.sources import parse_dataset
-from scmix.urls import is_local
 
 
 def raw_copy(dataset: str, raw: str) -> Path | None:

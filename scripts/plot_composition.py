@@ -3,7 +3,8 @@ sweep's scaling curves, or the effects heatmap of every share sweep (mean per-ce
 
 import pandas as pd
 
-from scmix import composition, plots, rulecall
+from scmix import plots, rulecall
+from scmix.data import composition
 
 
 def main(smk):

@@ -5,7 +5,7 @@ import logging
 import pandas as pd
 
 from scmix import plots, rulecall
-from scmix.qc import plot_thresholds
+from scmix.data.qc import plot_thresholds
 
 
 def main(smk):

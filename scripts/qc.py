@@ -4,8 +4,8 @@
 import logging
 
 from scmix import rulecall
+from scmix.data.qc import cell_metrics, run_qc
 from scmix.io import check_integer_counts, counts_matrix, read_h5ad, write_h5ad, write_table
-from scmix.qc import cell_metrics, run_qc
 from scmix.study import check_obs_columns, required_obs_columns
 
 

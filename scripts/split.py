@@ -3,8 +3,8 @@
 import logging
 
 from scmix import rulecall
+from scmix.data.split import describe, split_heldout
 from scmix.io import read_h5ad, write_h5ad
-from scmix.split import describe, split_heldout
 
 
 def main(smk):

@@ -3,11 +3,11 @@
 import torch
 
 from scmix import rulecall
-from scmix import synthetic as syn
 from scmix.errors import ScmixInputError
+from scmix.evaluation import synthetic as syn
 from scmix.io import read_h5ad, read_label_map, write_table
-from scmix.loading import load_for_config
-from scmix.train import resolve_device
+from scmix.models.loading import load_for_config
+from scmix.models.train import resolve_device
 
 
 def labels_of(adata, key, path, **where):

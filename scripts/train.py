@@ -1,18 +1,18 @@
 """Rule train: fit one model on one mix and seed; write the checkpoint and the per-epoch TSV (rule plot_loss
-draws its curve). scmix's models train with scmix.train; scvi-tools' (architecture scvi, scvi_linear) with
-scvi-tools' own trainer (scmix.scvi_models)."""
+draws its curve). scmix's models train with scmix.models.train; scvi-tools' (architecture scvi, scvi_linear) with
+scvi-tools' own trainer (scmix.models.scvi_models)."""
 
 import logging
 
 import torch
 
 from scmix import rulecall
-from scmix.checkpoint import save_checkpoint
 from scmix.errors import ScmixInputError
 from scmix.io import read_h5ad, write_table
-from scmix.modeldata import checked_counts, model_input
-from scmix.modelspec import SCVI_ARCHITECTURES, module_kwargs
-from scmix.train import TrainConfig, TrainingDiverged, build_and_fit, config_dict, resolve_device
+from scmix.models.checkpoint import save_checkpoint
+from scmix.models.modeldata import checked_counts, model_input
+from scmix.models.modelspec import SCVI_ARCHITECTURES, module_kwargs
+from scmix.models.train import TrainConfig, TrainingDiverged, build_and_fit, config_dict, resolve_device
 
 
 def main(smk):
@@ -43,7 +43,7 @@ def main(smk):
         "n_cells": adata.n_obs,
     }
     if arch in SCVI_ARCHITECTURES:
-        from scmix.scvi_models import fit_scvi, save_scvi
+        from scmix.models.scvi_models import fit_scvi, save_scvi
 
         model, history, epochs = fit_scvi(X, adata.obs, adata.var_names, spec, seed=seed, device=device, name=mix)
         meta["train"] = {"seed": seed, "epochs": epochs, "lr": spec["lr"], "batch_size": spec["batch_size"]}

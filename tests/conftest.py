@@ -51,14 +51,14 @@ def pbmc3k(shared_data, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def universe():
-    from scmix.simulate import Universe
+    from scmix.data.simulate import Universe
 
     return Universe(n_genes=800, seed=3)
 
 
 @pytest.fixture(scope="session")
 def blood(universe):
-    from scmix.simulate import simulate_dataset
+    from scmix.data.simulate import simulate_dataset
 
     return simulate_dataset("blood", {"n_cells": 600, "donors": 3, "cell_types": {"T": 0.5, "B": 0.2, "Mono": 0.3}},
                             universe)  # fmt: skip
@@ -67,9 +67,9 @@ def blood(universe):
 @pytest.fixture(scope="session")
 def pbmc3k_split(pbmc3k):
     """PBMC 3k on its 2,000 most variable genes (log1p CP10k variance), 80 % training and 20 % held out."""
-    from scmix.evaluate import top_variable_genes
-    from scmix.expression import log1p_cp10k
-    from scmix.split import split_heldout
+    from scmix.data.expression import log1p_cp10k
+    from scmix.data.split import split_heldout
+    from scmix.evaluation.metrics import top_variable_genes
 
     genes = top_variable_genes(log1p_cp10k(pbmc3k.X), 2000)
     data = pbmc3k[:, genes].copy()

@@ -91,7 +91,7 @@ def test_a_dataset_named_dotdot_stops_at_start_up_and_touches_nothing(tmp_path):
 
 
 def test_the_download_refuses_to_clean_up_anything_but_its_own_folder(tmp_path):
-    from scmix.fetch import fetch_dataset
+    from scmix.data.fetch import fetch_dataset
 
     keep = tmp_path / "resources" / "keep.txt"
     keep.parent.mkdir()
@@ -365,8 +365,8 @@ def test_a_log_file_on_a_full_disk_is_said_once_and_the_messages_go_on_to_stderr
 
 
 def test_messages_name_a_mix_as_a_mix():
-    from scmix.modeldata import prepare
-    from scmix.modelspec import resolve
+    from scmix.models.modeldata import prepare
+    from scmix.models.modelspec import resolve
 
     cells = ad.AnnData(sp.csr_matrix(np.array([[1.5, 2.0], [0.0, 3.0]])), obs=pd.DataFrame({"dataset": ["a", "b"]}))
     with pytest.raises(ScmixInputError) as err:
@@ -448,7 +448,7 @@ def test_a_diverged_training_and_a_missing_gpu_are_one_line_naming_the_model(tmp
                 "build) finds no CUDA GPU on this machine; set models.gpu.device: auto (a GPU where there is one) or "
                 "cpu, or run the job on a GPU node") in lines or torch.version.cuda, lines  # fmt: skip
         assert any(line.startswith("rule train: model 'gpu': models.gpu.device is 'cuda'") for line in lines), lines
-        from scmix.train import resolve_device
+        from scmix.models.train import resolve_device
 
         with pytest.raises(ScmixInputError, match=r"^evaluation.device is 'cuda:1', but torch .* finds no CUDA GPU"):
             resolve_device("cuda:1", setting="evaluation.device")

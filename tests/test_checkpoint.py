@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import scmix
-from scmix.checkpoint import FORMAT, save_checkpoint, save_payload
 from scmix.errors import ScmixInputError
-from scmix.loading import load_for_config
-from scmix.models import build_model
+from scmix.models.checkpoint import FORMAT, save_checkpoint, save_payload
+from scmix.models.loading import load_for_config
+from scmix.models.modules import build_model
 
 
 class _Opens:

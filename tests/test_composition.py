@@ -13,8 +13,10 @@ from scipy import stats
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from scmix import composition, effects, study
-from scmix.mix import make_mix
+from scmix import study
+from scmix.data import composition
+from scmix.data.mix import make_mix
+from scmix.evaluation import effects
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = str(REPO / "schemas" / "config.schema.yaml")
@@ -124,7 +126,7 @@ def test_dry_run_shows_the_expanded_mixes(tmp_path):
 
 
 def test_points_of_one_seed_are_paired_nested_draws(blood, universe):
-    from scmix.simulate import simulate_dataset
+    from scmix.data.simulate import simulate_dataset
 
     other = simulate_dataset("other", {"n_cells": 500, "donors": 2, "cell_types": {"X": 1.0}}, universe)
     parts = {"blood": blood, "other": other}

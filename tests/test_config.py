@@ -21,7 +21,7 @@ def config():
 
 def test_shipped_configs_validate_and_get_defaults(config):
     validate(config, str(SCHEMA))
-    assert "dropout" not in config["models"]["ldvae"]  # model defaults live in scmix/modelspec.py
+    assert "dropout" not in config["models"]["ldvae"]  # model defaults live in scmix/models/modelspec.py
     assert config["split"]["eval_fraction"] == 0.2
     validate(yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text()), str(SCHEMA))
 
@@ -142,7 +142,7 @@ def test_dataset_overrides_do_not_bring_back_defaults(config):
 def test_the_schemas_reconstruction_genes_are_the_packages():
     import yaml
 
-    from scmix.evaluate import RECONSTRUCTION_GENES
+    from scmix.evaluation.metrics import RECONSTRUCTION_GENES
 
     schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "schemas/config.schema.yaml").read_text())
     entry = schema["properties"]["evaluation"]["properties"]["reconstruction_genes"]
@@ -150,7 +150,7 @@ def test_the_schemas_reconstruction_genes_are_the_packages():
 
 
 def test_the_schemas_architectures_and_scvi_keys_are_the_packages():
-    from scmix import modelspec
+    from scmix.models import modelspec
 
     schema = yaml.safe_load(SCHEMA.read_text())["definitions"]
     assert tuple(schema["model"]["properties"]["architecture"]["enum"]) == (
@@ -189,7 +189,7 @@ NOT_SETTINGS = {"seed", "device", "genes", "keys", "method"}
 
 
 def test_every_default_has_one_home():
-    """qc, split and model settings: defaults in the package (scmix.settings, scmix.modelspec) and none in the
+    """qc, split and model settings: defaults in the package (scmix.settings, scmix.models.modelspec) and none in the
     schema; the trainer's are the model spec's; every other default is the schema's, and a package function
     that offers a default for a setting of that name offers the schema's value."""
     import importlib
@@ -198,8 +198,9 @@ def test_every_default_has_one_home():
     from dataclasses import fields
 
     import scmix
-    from scmix import modelspec, settings
-    from scmix.train import TrainConfig
+    from scmix import settings
+    from scmix.models import modelspec
+    from scmix.models.train import TrainConfig
 
     schema = yaml.safe_load(SCHEMA.read_text())
     definitions = schema["definitions"]
@@ -222,7 +223,7 @@ def test_every_default_has_one_home():
     stated.update({k: {f"split.{k}": v} for k, v in settings.SPLIT_DEFAULTS.items()})
     checked = 0
     for info in pkgutil.walk_packages(scmix.__path__, "scmix."):
-        if info.name == "scmix.scvi_models":
+        if info.name == "scmix.models.scvi_models":
             continue  # scvi-tools' own defaults
         module = importlib.import_module(info.name)
         functions = [f for _, f in inspect.getmembers(module, inspect.isfunction) if f.__module__ == info.name]
@@ -242,8 +243,9 @@ def test_every_default_has_one_home():
 
 
 def test_every_allowed_value_is_the_packages():
-    from scmix import modelspec, settings
-    from scmix.trained import GENERATION_MODES
+    from scmix import settings
+    from scmix.models import modelspec
+    from scmix.models.trained import GENERATION_MODES
 
     schema = yaml.safe_load(SCHEMA.read_text())
     model = schema["definitions"]["model_settings"]["properties"]

@@ -29,10 +29,10 @@ PROVIDERS = {
 
 # rules whose env is common.smk's model_env: the torch env, or for scvi-tools' models the scvi env
 MODEL_ENVS = ("../envs/torch.yaml", "../envs/scvi.yaml")
-# what only scvi-tools' models import (scmix.scvi_models, loaded when such a model is trained or loaded)
+# what only scvi-tools' models import (scmix.models.scvi_models, loaded when such a model is trained or loaded)
 SCVI_ONLY = {"scvi", "lightning"}
-# what only a Census query imports (scmix.sources.census, reached from parse.py through scmix.fetch); the parse of a
-# census dataset runs in the data env, which has them
+# what only a Census query imports (scmix.data.sources.census, reached from parse.py through scmix.data.fetch); the
+# parse of a census dataset runs in the data env, which has them
 CENSUS_ONLY = {"cellxgene_census", "tiledbsoma"}
 # rule parse's env is common.smk's parse_env: the data env, or for R data objects (source rdata) the rdata env
 PARSE_ENVS = ("../envs/data.yaml", "../envs/rdata.yaml")
@@ -110,21 +110,21 @@ def test_env_provides_what_the_rule_script_imports(name):
 
 
 def test_each_parse_env_provides_what_its_source_modules_import():
-    """parse.py loads a dataset's source module by name (scmix.sources.registry), which the scan of the script cannot
-    follow: each source module's imports must be in the env parse_env gives its datasets, rdata's in envs/rdata.yaml
-    (rpy2 with R) and every other one's in envs/data.yaml."""
-    from scmix.sources.registry import SOURCES
+    """parse.py loads a dataset's source module by name (scmix.data.sources.registry), which the scan of the script
+    cannot follow: each source module's imports must be in the env parse_env gives its datasets, rdata's in
+    envs/rdata.yaml (rpy2 with R) and every other one's in envs/data.yaml."""
+    from scmix.data.sources.registry import SOURCES
 
     assert "rdata" in SOURCES
     for source, module in sorted(SOURCES.items()):
         env = PARSE_ENVS[1] if source == "rdata" else PARSE_ENVS[0]
         packages = env_packages((REPO / "rules" / env).resolve())
-        needed = third_party_imports(REPO / "scmix" / "sources" / f"{module}.py")
+        needed = third_party_imports(REPO / "scmix" / "data" / "sources" / f"{module}.py")
         needed |= third_party_imports(REPO / "scripts" / "parse.py")
         if source != "census":
             needed -= CENSUS_ONLY
         missing = sorted(m for m in needed if not PROVIDERS.get(m, {m.lower().replace("_", "-")}) & set(packages))
-        assert not missing, f"source {source}: {env} lacks {missing}, which scmix.sources.{module} needs"
+        assert not missing, f"source {source}: {env} lacks {missing}, which scmix.data.sources.{module} needs"
     assert "rpy2" not in env_packages(REPO / "envs" / "data.yaml")
 
 
@@ -139,8 +139,8 @@ def test_the_rdata_env_pins_what_it_shares_with_the_data_env_alike():
 
 
 def test_the_import_scan_sees_through_the_package():
-    """The scan itself: scripts/train.py reaches torch through scmix.models and scanpy through scmix.transforms, and
-    no plotting library (rule plot_loss draws the curves)."""
+    """The scan itself: scripts/train.py reaches torch through scmix.models and scanpy through scmix.models.transforms,
+    and no plotting library (rule plot_loss draws the curves)."""
     needed = third_party_imports(REPO / "scripts" / "train.py")
     assert {"torch", "numpy", "pandas", "scanpy"} <= needed and "matplotlib" not in needed
     assert not needed & {"os", "sys", "scmix", "logging"}

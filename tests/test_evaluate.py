@@ -6,16 +6,16 @@ import pytest
 import scipy.sparse as sp
 from anndata import AnnData
 
+from scmix.data.expression import log1p_cp10k
+from scmix.data.genes import reindex_to_genes
 from scmix.errors import ScmixInputError
-from scmix.evaluate import (
+from scmix.evaluation.metrics import (
     likelihood_summary,
     pearson_per_cell,
     reconstruction_accuracy,
     summarise,
     top_variable_genes,
 )
-from scmix.expression import log1p_cp10k
-from scmix.genes import reindex_to_genes
 
 
 def test_log1p_cp10k_hand_value():

@@ -5,14 +5,14 @@ Skipped without ../shared."""
 import anndata as ad
 import numpy as np
 
-from scmix.evaluate import reconstruction_accuracy, summarise, top_variable_genes
-from scmix.expression import log1p_cp10k
-from scmix.modeldata import prepare
-from scmix.modelspec import module_kwargs, resolve
-from scmix.split import split_heldout
-from scmix.synthetic import coarse_labels, discriminator_auc, utility
-from scmix.train import TrainConfig, build_and_fit
-from scmix.trained import TrainedModel
+from scmix.data.expression import log1p_cp10k
+from scmix.data.split import split_heldout
+from scmix.evaluation.metrics import reconstruction_accuracy, summarise, top_variable_genes
+from scmix.evaluation.synthetic import coarse_labels, discriminator_auc, utility
+from scmix.models.modeldata import prepare
+from scmix.models.modelspec import module_kwargs, resolve
+from scmix.models.train import TrainConfig, build_and_fit
+from scmix.models.trained import TrainedModel
 
 CFG = TrainConfig(epochs=40, batch_size=128, lr=5e-3, kl_warmup_epochs=5, patience=8, seed=0)
 COARSE = {"Naive CD4 T": "T", "Memory CD4 T": "T", "CD8 T": "T", "B": "B", "NK": "NK", "CD14+ Mono": "myeloid",
@@ -73,7 +73,7 @@ def test_reconstruction_r_is_the_datamix_studys_to_1e6_on_real_data(pbmc3k, kang
     import scanpy as sc
     import scipy.sparse as sp
 
-    from scmix.genes import reindex_to_genes
+    from scmix.data.genes import reindex_to_genes
 
     # the model's genes: those PBMC 3k shares with Kang's panel, and 100 PBMC 3k genes Kang lacks
     shared = pbmc3k.var_names[pbmc3k.var_names.isin(kang2018.var_names)]
@@ -123,8 +123,8 @@ def test_chunked_evaluation_equals_the_whole_set_on_real_pbmc3k(pbmc3k):
     import pandas as pd
     import scipy.sparse as sp
 
-    from scmix.evaluate import column_variance, evaluate_cells, gene_fit
-    from scmix.expression import sparse_log1p_cp10k
+    from scmix.data.expression import sparse_log1p_cp10k
+    from scmix.evaluation.metrics import column_variance, evaluate_cells, gene_fit
 
     data = pbmc3k[:, np.asarray(pbmc3k.X.sum(axis=0)).ravel() > 0].copy()
     dense = log1p_cp10k(data.X)

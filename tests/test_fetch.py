@@ -14,8 +14,8 @@ import zipfile
 
 import pytest
 
+from scmix.data.fetch import extract, fetch, fetch_dataset
 from scmix.errors import ScmixInputError
-from scmix.fetch import extract, fetch, fetch_dataset
 
 PAYLOAD = gzip.compress(b"gene\tcount\n" * 50_000)
 
@@ -144,7 +144,7 @@ def test_fetch_dataset_is_atomic(server, tmp_path):
 
 
 def test_geo_download_urls_name_their_file_and_gz_files_can_be_decompressed(server, tmp_path):
-    from scmix.urls import local_name
+    from scmix.data.urls import local_name
 
     url = "https://www.ncbi.nlm.nih.gov/geo/download/?acc=GSE217460&format=file&file=GSE217460%5Fx%2Eh5ad%2Egz"
     assert local_name(url) == "GSE217460_x.h5ad.gz"
@@ -156,7 +156,7 @@ def test_geo_download_urls_name_their_file_and_gz_files_can_be_decompressed(serv
 
 
 def test_corrupt_deflate_data_is_a_clear_error_not_a_crash(tmp_path):
-    from scmix.fetch import check_gzip
+    from scmix.data.fetch import check_gzip
 
     data = bytearray(gzip.compress(b"hello world" * 1000))
     data[20] ^= 0xFF  # damage the compressed stream itself (a zlib.error, not an OSError)
@@ -184,7 +184,7 @@ def umask_022():
 
 
 def test_local_sources_state_follows_every_file_under_a_folder(tmp_path, monkeypatch):
-    from scmix.fetch import local_sources_state
+    from scmix.data.fetch import local_sources_state
 
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)
@@ -218,7 +218,7 @@ def test_local_sources_state_follows_every_file_under_a_folder(tmp_path, monkeyp
 
 
 def test_each_stage_is_given_only_the_keys_it_reads():
-    from scmix.fetch import download_spec, parse_spec
+    from scmix.data.fetch import download_spec, parse_spec
 
     spec = {"source": "tenx", "url": "https://x/m.tar.gz", "sha256": "a" * 64, "path": "hg19", "gex_only": False,
             "labels": {"url": "file:l.csv", "barcode_column": "bc", "min_match": 0.5}, "qc": {"min_genes": 3},
@@ -331,7 +331,7 @@ def _real_mex(shared_data, folder):
 
 
 def test_a_folder_source_copies_its_regular_files_and_refuses_any_link(shared_data, tmp_path, umask_022, monkeypatch):
-    from scmix.fetch import local_sources_state
+    from scmix.data.fetch import local_sources_state
 
     src = _real_mex(shared_data, tmp_path / "mex")
     secret = tmp_path / "etc" / "shadow"  # stands in for the password hashes
@@ -358,7 +358,9 @@ def test_a_folder_source_copies_its_regular_files_and_refuses_any_link(shared_da
 
     (src / "shadow").symlink_to(secret)
     with monkeypatch.context() as m:  # the whole folder is checked before any file of it is read
-        m.setattr("scmix.fetch._open_regular", lambda path: pytest.fail(f"{path} read before the link was refused"))
+        m.setattr(
+            "scmix.data.fetch._open_regular", lambda path: pytest.fail(f"{path} read before the link was refused")
+        )
         refused("shadow", f"is a link (to {secret})")
     (src / "shadow").unlink()
     (src / "sub").mkdir()
@@ -412,7 +414,7 @@ def _zip_bomb(path, size=ZEROS):
 
 
 def test_an_archive_declaring_more_than_the_expansion_cap_or_the_free_space_writes_nothing(tmp_path, monkeypatch):
-    from scmix.fetch import gunzip
+    from scmix.data.fetch import gunzip
 
     bomb = _zip_bomb(tmp_path / "bomb.zip")
     kib = bomb.stat().st_size / 1024
@@ -445,7 +447,7 @@ def test_an_archive_declaring_more_than_the_expansion_cap_or_the_free_space_writ
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.tar.gz", "bomb.zip", "raw", "zeros.bin.gz"]
 
     # a genuine file that compresses that well: the cap raised, it extracts, unless the disk has not the room
-    monkeypatch.setattr("scmix.fetch.shutil.disk_usage", lambda p: shutil._ntuple_diskusage(10 << 30, 0, 10 << 20))
+    monkeypatch.setattr("scmix.data.fetch.shutil.disk_usage", lambda p: shutil._ntuple_diskusage(10 << 30, 0, 10 << 20))
     with pytest.raises(ScmixInputError) as err:
         fetch_dataset("d", {"source": "h5ad", "url": url}, tmp_path / "raw" / "d", max_expansion=2000)
     assert str(err.value) == (
@@ -493,8 +495,8 @@ class _FullDisk:
 
 
 def test_a_full_disk_is_a_full_disk_naming_the_folder_never_a_corrupt_input(server, tmp_path, monkeypatch):
+    from scmix.data.fetch import _create, gunzip
     from scmix.errors import WriteRefused, refused_write_line
-    from scmix.fetch import _create, gunzip
 
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)
@@ -502,7 +504,7 @@ def test_a_full_disk_is_a_full_disk_naming_the_folder_never_a_corrupt_input(serv
     (tmp_path / "a.tsv.gz").write_bytes(PAYLOAD)
     with zipfile.ZipFile(tmp_path / "a.zip", "w") as zf:
         zf.writestr("a.tsv", "gene\tcount\n")
-    monkeypatch.setattr("scmix.fetch._create", lambda path, mode: _FullDisk(_create(path, mode)))
+    monkeypatch.setattr("scmix.data.fetch._create", lambda path, mode: _FullDisk(_create(path, mode)))
     out = tmp_path / "raw" / "d"
     line = f"disk full (No space left on device) writing {out}; free space in {out.parent} (or give the workflow a "
     line += "larger disk) and rerun"

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from scmix.modeldata import prepare
-from scmix.modelspec import module_kwargs, resolve
-from scmix.train import TrainConfig, build_and_fit
-from scmix.trained import GENERATION_MODES, TrainedModel
+from scmix.models.modeldata import prepare
+from scmix.models.modelspec import module_kwargs, resolve
+from scmix.models.train import TrainConfig, build_and_fit
+from scmix.models.trained import GENERATION_MODES, TrainedModel
 
 CFG = TrainConfig(epochs=25, batch_size=128, lr=5e-3, kl_warmup_epochs=5, patience=8, seed=0)
 
@@ -83,7 +83,7 @@ def test_posterior_predictive_equals_the_reconstruction_in_expectation(cvae):
 
 
 def test_discriminator_matches_labels_so_proportions_alone_do_not_tell_cells_apart():
-    from scmix.synthetic import discriminator, matched_rows
+    from scmix.evaluation.synthetic import discriminator, matched_rows
 
     rng = np.random.default_rng(0)
 

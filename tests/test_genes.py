@@ -4,9 +4,9 @@ import pytest
 import scipy.sparse as sp
 from anndata import AnnData
 
+from scmix.data.genes import gene_keys, highly_variable, read_gene_list, resolve_match_on, select, shared_keys
+from scmix.data.mix import make_mix
 from scmix.errors import ScmixInputError
-from scmix.genes import gene_keys, highly_variable, read_gene_list, resolve_match_on, select, shared_keys
-from scmix.mix import make_mix
 
 
 def dataset(symbols, ids, n=6, seed=0):
@@ -89,20 +89,20 @@ def test_hvg_on_raw_counts_selects_the_variable_genes(blood):
 
 
 def test_positions_take_the_first_of_a_repeated_key_and_mark_absent_ones():
-    from scmix.genes import positions
+    from scmix.data.genes import positions
 
     np.testing.assert_array_equal(positions(["a", "b", "a", "c"], ["c", "a", "z", "b"]), [3, 0, -1, 1])
 
 
 def test_match_on_auto_logs_its_decision_and_reason(pbmc3k, kang2018, caplog):
-    from scmix.genes import resolve_match_on
+    from scmix.data.genes import resolve_match_on
 
-    with caplog.at_level("INFO", logger="scmix.genes"):
+    with caplog.at_level("INFO", logger="scmix.data.genes"):
         assert resolve_match_on({"pbmc3k": pbmc3k, "kang": kang2018}, what="mix 'm'") == "gene_ids"
     assert "mix 'm': genes matched on Ensembl IDs (genes.match_on auto): every dataset has them" in caplog.text
     symbols_only = kang2018.copy()
     del symbols_only.var["gene_ids"]
     caplog.clear()
-    with caplog.at_level("INFO", logger="scmix.genes"):
+    with caplog.at_level("INFO", logger="scmix.data.genes"):
         assert resolve_match_on({"pbmc3k": pbmc3k, "kang": symbols_only}, what="mix 'm'") == "symbols"
     assert "genes matched on symbols (genes.match_on auto), since dataset 'kang' has no var['gene_ids']" in caplog.text

@@ -10,21 +10,21 @@ import scipy.sparse as sp
 import torch
 
 from scmix.errors import ScmixInputError
-from scmix.evaluate import gene_fit, gene_fit_summary, likelihood_summary
-from scmix.io import read_label_map
-from scmix.latent import latent_scores, silhouette, umap_coordinates
-from scmix.modeldata import prepare
-from scmix.models import build_model
-from scmix.models.likelihoods import nb_log_prob
-from scmix.modelspec import module_kwargs, resolve
-from scmix.synthetic import (
+from scmix.evaluation.latent import latent_scores, silhouette, umap_coordinates
+from scmix.evaluation.metrics import gene_fit, gene_fit_summary, likelihood_summary
+from scmix.evaluation.synthetic import (
     classification_scores,
     coarse_labels,
     discriminator_auc,
     utility,
 )
-from scmix.train import TrainConfig, fit
-from scmix.trained import TrainedModel
+from scmix.io import read_label_map
+from scmix.models.modeldata import prepare
+from scmix.models.modelspec import module_kwargs, resolve
+from scmix.models.modules import build_model
+from scmix.models.modules.likelihoods import nb_log_prob
+from scmix.models.train import TrainConfig, fit
+from scmix.models.trained import TrainedModel
 
 
 def test_gene_fit_hand_values():
@@ -218,7 +218,7 @@ def test_silhouette_hand_value_and_latent_scores():
 def test_a_study_of_one_eval_set_has_no_silhouette_by_eval_set(caplog):
     z = np.array([[0.0], [1.0], [10.0], [11.0]])
     obs = pd.DataFrame({"eval_set": ["only"] * 4, "cell_type": ["a", "a", "b", "b"]})
-    with caplog.at_level(logging.DEBUG, logger="scmix.latent"):
+    with caplog.at_level(logging.DEBUG, logger="scmix.evaluation.latent"):
         out = latent_scores(z, obs, ["cell_type", "eval_set"])
     assert list(zip(out["eval_set"], out["key"], strict=True)) == [("only", "cell_type")]
     assert "no silhouette by eval_set on only: 1 label(s) among 4 cells" in caplog.text

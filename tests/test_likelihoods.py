@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from scmix.models import Batch
-from scmix.models.likelihoods import (
+from scmix.models.modules import Batch
+from scmix.models.modules.likelihoods import (
     gaussian_log_prob,
     nb_cell_log_lik,
     nb_log_prob,
@@ -98,8 +98,8 @@ def test_per_gene_dispersion_gradient_is_the_same_on_every_run_with_several_thre
     import numpy as np
     import scipy.sparse as sp
 
-    from scmix.models.counts import CellData
-    from scmix.models.likelihoods import nb_cell_log_lik, zinb_cell_log_lik
+    from scmix.models.modules.counts import CellData
+    from scmix.models.modules.likelihoods import nb_cell_log_lik, zinb_cell_log_lik
 
     rng = np.random.default_rng(0)
     X = sp.random(256, 4000, density=0.15, format="csr", random_state=1, data_rvs=lambda n: rng.integers(1, 30, n))
@@ -127,10 +127,10 @@ def test_heldout_likelihood_of_a_deep_cell_is_exact_in_float64():
     import pandas as pd
     import scipy.sparse as sp
 
-    from scmix.models import build_model
-    from scmix.models.counts import CellData
-    from scmix.modelspec import resolve
-    from scmix.trained import TrainedModel
+    from scmix.models.modelspec import resolve
+    from scmix.models.modules import build_model
+    from scmix.models.modules.counts import CellData
+    from scmix.models.trained import TrainedModel
 
     rng = np.random.default_rng(0)
     n_genes = 3000
@@ -158,8 +158,8 @@ def test_heldout_likelihood_of_a_deep_cell_is_exact_in_float64():
 
 # -------------------------------------------------------------------------------------- the observation models
 def test_the_likelihood_classes_are_the_allowed_values_and_know_which_model_counts():
-    from scmix.models.likelihoods import LIKELIHOOD_CLASSES
-    from scmix.modelspec import COUNT_LIKELIHOODS, LIKELIHOODS
+    from scmix.models.modelspec import COUNT_LIKELIHOODS, LIKELIHOODS
+    from scmix.models.modules.likelihoods import LIKELIHOOD_CLASSES
 
     assert tuple(LIKELIHOOD_CLASSES) == LIKELIHOODS
     assert tuple(name for name, cls in LIKELIHOOD_CLASSES.items() if cls.counts) == COUNT_LIKELIHOODS
@@ -168,7 +168,7 @@ def test_the_likelihood_classes_are_the_allowed_values_and_know_which_model_coun
 @pytest.mark.parametrize("name", ["nb", "zinb", "poisson"])
 def test_each_count_likelihood_gives_p0_and_samples_of_its_distribution(name):
     """P(0) against torch.distributions; the mean and zero fraction of many draws against mu and P(0)."""
-    from scmix.models.likelihoods import LIKELIHOOD_CLASSES
+    from scmix.models.modules.likelihoods import LIKELIHOOD_CLASSES
 
     torch.manual_seed(0)
     genes, hidden = 6, 4
@@ -200,8 +200,8 @@ def test_each_count_likelihood_gives_p0_and_samples_of_its_distribution(name):
 def test_a_new_likelihood_is_one_class_and_the_vae_needs_no_change(monkeypatch):
     """A geometric likelihood (NB with theta = 1) registered beside the others trains, scores P(0) and generates
     through an unchanged VAE: the VAE holds no likelihood-specific code."""
-    from scmix.models import VAE, likelihoods
-    from scmix.models.counts import CellData
+    from scmix.models.modules import VAE, likelihoods
+    from scmix.models.modules.counts import CellData
 
     class Geometric(likelihoods.Likelihood):
         def cell_log_lik(self, batch, out, log_l):
@@ -230,7 +230,7 @@ def test_a_new_likelihood_is_one_class_and_the_vae_needs_no_change(monkeypatch):
 
 def test_a_checkpoint_with_the_likelihood_parameters_at_the_top_level_still_loads():
     """State dicts written before the parameters moved into VAE.lik (log_theta, px_dropout.*, log_var)."""
-    from scmix.models import VAE
+    from scmix.models.modules import VAE
 
     torch.manual_seed(0)
     for likelihood, keys in (

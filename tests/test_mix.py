@@ -3,10 +3,10 @@ import pandas as pd
 import pytest
 import scanpy as sc
 
+from scmix.data.mix import check_no_leak, make_mix, manifest, recipe_counts
+from scmix.data.simulate import simulate_dataset
+from scmix.data.split import split_heldout
 from scmix.errors import ScmixInputError
-from scmix.mix import check_no_leak, make_mix, manifest, recipe_counts
-from scmix.simulate import simulate_dataset
-from scmix.split import split_heldout
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_absolute_cells_and_parts_of_a_dataset(parts):
 
 
 def test_manifest_summary_counts(parts):
-    from scmix.mix import manifest_summary
+    from scmix.data.mix import manifest_summary
 
     recipe = {"total_cells": 100, "datasets": {"blood": 0.5, "tumour": 0.5}}
     mix = make_mix("m", recipe, parts, seed=0)
@@ -98,7 +98,7 @@ def test_manifest_summary_counts(parts):
 
 def test_shared_barcodes_across_datasets_are_distinct_cells(blood):
     """10x barcodes repeat across datasets: a cell is (dataset, barcode), never the barcode alone."""
-    from scmix.mix import mix_cell_ids, qualified_ids
+    from scmix.data.mix import mix_cell_ids, qualified_ids
 
     other = blood.copy()  # same barcodes, another dataset
     train_a, held_a = split_heldout(blood, 0.2, seed=0)
@@ -120,7 +120,7 @@ def test_a_mix_of_labelled_and_unlabelled_real_datasets_keeps_every_label(pbmc3k
     unlabelled.obs = unlabelled.obs[[]]  # no labels at all
     parts = {"pbmc3k": pbmc3k, "kang": kang2018[3000:].copy(), "bare": unlabelled}
     recipe = {"total_cells": 600, "datasets": {"pbmc3k": 1 / 3, "kang": 1 / 3, "bare": 1 / 3}}
-    with caplog.at_level("WARNING", logger="scmix.mix"):
+    with caplog.at_level("WARNING", logger="scmix.data.mix"):
         mix = make_mix("m", recipe, parts, seed=0)
     by = mix.obs.groupby("dataset", observed=True)
     # Kang's donors and cell types survive; PBMC 3k (no donor) and the bare set are NA, not dropped or invented
@@ -153,7 +153,7 @@ def pbmc_copy(pbmc3k, n_cells=300, n_genes=9000, seed=0):
 
 
 def test_real_cells_copied_into_another_source_are_caught_as_leaks(pbmc3k, kang2018):
-    from scmix.mix import (
+    from scmix.data.mix import (
         check_no_duplicate_leak,
         cross_source_duplicates,
         drop_cross_source_duplicates,
@@ -196,7 +196,7 @@ def test_real_cells_copied_into_another_source_are_caught_as_leaks(pbmc3k, kang2
 
 
 def test_the_same_real_cells_drawn_from_two_datasets_of_a_mix_are_named(pbmc3k, kang2018, caplog):
-    from scmix.mix import warn_same_cells_within
+    from scmix.data.mix import warn_same_cells_within
 
     train, _ = split_heldout(pbmc3k, 0.2, seed=0)
     parts = {"pbmc3k": train, "copy": pbmc_copy(train, n_cells=1500, n_genes=12000)}
@@ -204,7 +204,7 @@ def test_the_same_real_cells_drawn_from_two_datasets_of_a_mix_are_named(pbmc3k, 
     truth = len(set(mix.obs.loc[mix.obs["dataset"] == "pbmc3k", "source_cell_id"])
                 & set(mix.obs.loc[mix.obs["dataset"] == "copy", "source_cell_id"]))  # fmt: skip
     assert truth > 50
-    with caplog.at_level("WARNING", logger="scmix.mix"):
+    with caplog.at_level("WARNING", logger="scmix.data.mix"):
         assert warn_same_cells_within(mix, "m") == 2 * truth
     assert f"{2 * truth} cells are the same cell drawn from more than one dataset" in caplog.text
     other = make_mix("k", {"total_cells": 1000, "datasets": {"pbmc3k": 0.5, "kang": 0.5}},
@@ -259,8 +259,8 @@ def test_mix_rule_stops_on_a_cross_source_leak_and_drops_it_when_asked(pbmc3k, s
 def test_a_mix_drawn_from_backed_files_equals_the_one_drawn_in_memory(pbmc3k, kang2018, tmp_path):
     """The mix rule leaves the training parts and eval sets on disk and reads only the rows it draws: the same
     duplicates found, the same rows dropped, the same mix cell for cell, with and without replacement."""
+    from scmix.data.mix import cross_source_duplicates, drop_cross_source_duplicates
     from scmix.io import read_h5ad, write_h5ad
-    from scmix.mix import cross_source_duplicates, drop_cross_source_duplicates
 
     train, held = split_heldout(pbmc3k, 0.2, seed=0)
     copy_train, _ = split_heldout(pbmc_copy(pbmc3k, n_cells=500), 0.2, seed=1)
@@ -300,7 +300,7 @@ def test_a_label_that_is_numbers_in_one_dataset_and_text_in_another_is_written_a
     train.obs["donor"] = pd.Categorical(["pbmc3k_donor"] * train.n_obs)
     kang = kang2018.copy()
     kang.obs["donor"] = kang.obs["donor"].astype(int)
-    with caplog.at_level("WARNING", logger="scmix.mix"):
+    with caplog.at_level("WARNING", logger="scmix.data.mix"):
         mix = make_mix("m", {"total_cells": 600, "datasets": {"pbmc3k": 0.5, "kang": 0.5}},
                        {"pbmc3k": train, "kang": kang}, seed=0)  # fmt: skip
     assert "obs column 'donor' holds numbers in dataset 'kang' and text in dataset 'pbmc3k'; written as text" in (

@@ -6,12 +6,12 @@ import scipy.sparse as sp
 import torch
 
 import scmix
-from scmix.checkpoint import save_checkpoint
 from scmix.errors import ScmixInputError
-from scmix.modeldata import encode, prepare
-from scmix.models import CellData, build_model
-from scmix.modelspec import module_kwargs, resolve
-from scmix.train import TrainConfig, TrainingDiverged, build_and_fit, evaluate_elbo, fit, kl_weight
+from scmix.models.checkpoint import save_checkpoint
+from scmix.models.modeldata import encode, prepare
+from scmix.models.modelspec import module_kwargs, resolve
+from scmix.models.modules import CellData, build_model
+from scmix.models.train import TrainConfig, TrainingDiverged, build_and_fit, evaluate_elbo, fit, kl_weight
 
 VARIANTS = {
     "ldvae": ("ldvae", {}),
@@ -105,7 +105,7 @@ def test_tiny_model_overfits_a_tiny_batch_and_same_seed_gives_same_weights(blood
         weights.append([p.detach().clone() for p in model.parameters()])
     assert hist["train_recon"].iloc[-1] < 0.7 * hist["train_recon"].iloc[0]
     # it fits these cells far better than their mean profile does (with the dispersion it learned)
-    from scmix.models.likelihoods import nb_log_prob
+    from scmix.models.modules.likelihoods import nb_log_prob
 
     x = torch.as_tensor(X.toarray(), dtype=torch.float32)
     mean_profile = x.sum(1, keepdim=True) * (x.sum(0) / x.sum())
@@ -183,7 +183,7 @@ def test_checkpoint_records_genes_and_rejects_garbage(tmp_path, blood):
     fit(model, blood.X, TrainConfig(epochs=2, seed=0))
     save_checkpoint(tmp_path / "m.pt", model, architecture="ldvae", model_kwargs=kwargs, genes=blood.var_names,
                     meta={"mix": "m"})  # fmt: skip
-    from scmix.checkpoint import load_payload
+    from scmix.models.checkpoint import load_payload
 
     payload = load_payload(tmp_path / "m.pt")
     loaded = scmix.load(tmp_path / "m.pt")

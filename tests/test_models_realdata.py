@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from scmix.evaluate import reconstruction_accuracy
-from scmix.expression import log1p_cp10k
-from scmix.modeldata import encode, prepare
-from scmix.models import CellData, build_model
-from scmix.modelspec import module_kwargs, resolve
-from scmix.train import TrainConfig, build_and_fit, evaluate_elbo, fit
+from scmix.data.expression import log1p_cp10k
+from scmix.evaluation.metrics import reconstruction_accuracy
+from scmix.models.modeldata import encode, prepare
+from scmix.models.modelspec import module_kwargs, resolve
+from scmix.models.modules import CellData, build_model
+from scmix.models.train import TrainConfig, build_and_fit, evaluate_elbo, fit
 
 CFG = TrainConfig(epochs=30, batch_size=128, lr=5e-3, kl_warmup_epochs=5, patience=8, seed=0)
 
@@ -84,7 +84,7 @@ def test_ldvae_learns_real_pbmc3k(pbmc3k_split):
 
 @pytest.mark.parametrize("transform", ["log1p_cp10k", "pearson_residuals"])
 def test_gaussian_baseline_on_transformed_input_reconstructs(pbmc3k_split, transform):
-    from scmix.trained import TrainedModel
+    from scmix.models.trained import TrainedModel
 
     train, held = pbmc3k_split
     spec = {"architecture": "vae", "likelihood": "gaussian", "transform": transform}

@@ -191,11 +191,11 @@ def test_a_checkout_copied_with_its_results_reruns_nothing(relocated, tmp_path):
     shutil.copytree(checkout, elsewhere, symlinks=True)
     assert_up_to_date(elsewhere, config, elsewhere / "Snakefile")
     # the package's files are inputs by their path in the checkout: an edit there still reruns what depends on it
-    with edited(elsewhere / "scmix" / "split.py", "\n# an edit\n"):
+    with edited(elsewhere / "scmix" / "data" / "split.py", "\n# an edit\n"):
         jobs = plan(elsewhere, config=config, snakefile=elsewhere / "Snakefile")
     split = [j for j in jobs if j["rule"] == "split"]
-    assert split and all("Updated input files: scmix/split.py" in j["reason"] for j in split), split
-    assert {j["rule"] for j in jobs if "scmix/split.py" in j["reason"]} == {"split"}
+    assert split and all("Updated input files: scmix/data/split.py" in j["reason"] for j in split), split
+    assert {j["rule"] for j in jobs if "scmix/data/split.py" in j["reason"]} == {"split"}
 
 
 def test_a_training_parameter_reruns_training_and_downstream_not_qc_or_mixing(relocated, tmp_path):
@@ -226,7 +226,7 @@ def test_b_model_code_change_reruns_training_of_every_model(relocated):
     snakefile, workdir, config = relocated
     _, models, mixes, seeds = study(config)
     assert_up_to_date(workdir, config, snakefile)
-    model_code = snakefile.parent / "scmix" / "models" / "vae.py"
+    model_code = snakefile.parent / "scmix" / "models" / "modules" / "vae.py"
     with edited(model_code, "\n# an edit to the model code\n"):
         jobs = plan(workdir, config=config, snakefile=snakefile)
     trains = [j for j in jobs if j["rule"] == "train"]
@@ -313,12 +313,12 @@ def test_g_an_edit_to_a_package_module_reruns_exactly_the_rules_that_can_run_it(
                      p.read_text() for p in sorted((root / "rules").glob("*.smk"))))
                  if re.search(r'script:\n\s+"\.\./scripts/\w+\.py"', body)}  # fmt: skip
     assert rules <= set(script_of)
-    extra = {"parse": ["scmix.sources.simulated"]}  # the tiny config's source, loaded by name
+    extra = {"parse": ["scmix.data.sources.simulated"]}  # the tiny config's source, loaded by name
     users = {rule: set(deps.package_files(root / "scripts" / script_of[rule], root, extra.get(rule, [])))
              for rule in rules}  # fmt: skip
     # the gaps the hand-kept lists had are closed
-    for rule, module in [("train", "expression.py"), ("synthetic", "transforms.py")] + [
-        (r, m) for r in ("evaluate", "synthetic") for m in ("genes.py", "io.py", "modelspec.py")
+    for rule, module in [("train", "data/expression.py"), ("synthetic", "models/transforms.py")] + [
+        (r, m) for r in ("evaluate", "synthetic") for m in ("data/genes.py", "io.py", "models/modelspec.py")
     ]:
         assert str(root / "scmix" / module) in users[rule], (rule, module)
 

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from scipy.stats import ks_2samp
 
 from scmix.errors import ScmixInputError
-from scmix.ppc import CheckAccumulator, posterior_checks, top_variable
+from scmix.evaluation.ppc import CheckAccumulator, posterior_checks, top_variable
 
 KEYS = [
     "n_cells", "n_genes", "n_top_genes",

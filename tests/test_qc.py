@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from scmix.data.qc import QC_DEFAULTS, library_sizes, plot_thresholds, run_qc, samples_with_min_count
 from scmix.errors import ScmixInputError
 from scmix.io import as_csr_counts
 from scmix.plots import qc_scatter
-from scmix.qc import QC_DEFAULTS, library_sizes, plot_thresholds, run_qc, samples_with_min_count
 from scmix.settings import resolve_qc
 
 
@@ -274,7 +274,7 @@ def test_genailab_filter_on_real_pbmc3k(pbmc3k, seurat_metrics):
 def test_gene_detection_over_kept_rows_matches_numpy_on_every_layout():
     import scipy.sparse as sp
 
-    from scmix.qc import samples_with_min_count
+    from scmix.data.qc import samples_with_min_count
 
     rng = np.random.default_rng(0)
     dense = rng.poisson(0.3, (300, 40)) * (rng.random((300, 40)) < 0.5)
@@ -313,7 +313,7 @@ def test_spike_ins_are_removed_before_library_sizes_and_reported(pbmc3k, shared_
     ids = ercc_ids(shared_data)
     assert len(ids) == 92 and ids[0].startswith("ERCC-")
     adata, gene_totals = with_spike_ins(pbmc3k, ids)
-    with caplog.at_level("INFO", logger="scmix.qc"):
+    with caplog.at_level("INFO", logger="scmix.data.qc"):
         out, report = run_qc(adata, resolve_qc({"min_genes": 0, "min_counts": 0, "max_pct_mito": None,
                                                "max_pct_spikein": None, "min_cells": 0}), dataset="spiked")  # fmt: skip
     # library sizes are the genes' counts alone
@@ -367,21 +367,21 @@ def test_real_human_ercc_genes_are_not_spike_ins(shared_data):
     var = pd.DataFrame({"gene_ids": [r[0] for r in rows]}, index=pd.Index([r[1] for r in rows]).astype(str))
     var = var[~var.index.duplicated()]
     adata = ad.AnnData(sp.csr_matrix((1, len(var))), var=var)
-    from scmix.qc import matching_features
+    from scmix.data.qc import matching_features
 
     assert {"ERCC3", "ERCC8", "ERCC6L2"} <= set(adata.var_names[adata.var_names.str.startswith("ERCC")])
     assert not matching_features(adata, QC_DEFAULTS["drop_features"]).any()
 
 
 def test_a_mito_prefix_matching_no_gene_warns_with_the_names_and_a_hint(pbmc3k, caplog):
-    with caplog.at_level("WARNING", logger="scmix.qc"):
+    with caplog.at_level("WARNING", logger="scmix.data.qc"):
         run_qc(pbmc3k.copy(), resolve_qc({"mito_prefix": "mt-"}), dataset="pbmc3k")
     assert "dataset 'pbmc3k': qc.mito_prefix 'mt-' matches no gene (genes: AL627309.1, AP006222.2" in caplog.text
     assert "set qc.mito_prefix: 'MT-'" in caplog.text
 
 
 def test_a_gene_list_naming_a_gene_qc_removed_says_so(pbmc3k):
-    from scmix.genes import shared_keys
+    from scmix.data.genes import shared_keys
 
     out, _ = run_qc(pbmc3k.copy(), resolve_qc({"min_cells": 50}), dataset="pbmc3k")
     removed = out.uns["qc_removed_genes"]

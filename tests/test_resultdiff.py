@@ -6,8 +6,8 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from scmix.checkpoint import save_payload
 from scmix.io import write_h5ad, write_table
+from scmix.models.checkpoint import save_payload
 from scmix.resultdiff import diff_arrays, diff_file, diff_trees, result_files
 
 

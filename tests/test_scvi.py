@@ -114,9 +114,9 @@ def test_an_scvi_tools_model_saved_as_weights_loads_to_the_same_outputs(tmp_path
     import torch
 
     import scmix
-    from scmix.checkpoint import load_payload
-    from scmix.modelspec import resolve
-    from scmix.scvi_models import ScviModel, _rebuild, fit_scvi, save_scvi, scvi_class
+    from scmix.models.checkpoint import load_payload
+    from scmix.models.modelspec import resolve
+    from scmix.models.scvi_models import ScviModel, _rebuild, fit_scvi, save_scvi, scvi_class
 
     cells = blood[:240].copy()
     spec = resolve("s", {"architecture": architecture, "n_latent": 3, "n_hidden": 16, "max_epochs": 3,
@@ -156,10 +156,10 @@ def test_an_scvi_tools_checkpoint_whose_genes_or_class_disagree_with_its_weights
     import torch
 
     import scmix
-    from scmix.checkpoint import load_payload, save_payload
     from scmix.errors import ScmixInputError
-    from scmix.modelspec import resolve
-    from scmix.scvi_models import fit_scvi, save_scvi
+    from scmix.models.checkpoint import load_payload, save_payload
+    from scmix.models.modelspec import resolve
+    from scmix.models.scvi_models import fit_scvi, save_scvi
 
     cells = blood[:120].copy()
     spec = resolve("s", {"architecture": "scvi", "n_latent": 2, "n_hidden": 8, "max_epochs": 1, "threads": 1})

@@ -1,8 +1,8 @@
 import numpy as np
 import scipy.sparse as sp
 
+from scmix.data.simulate import simulate_dataset
 from scmix.io import check_integer_counts
-from scmix.simulate import simulate_dataset
 
 
 def mean_profile(adata, mask):
@@ -20,7 +20,7 @@ def test_counts_are_sparse_integers_with_realistic_sparsity(blood):
 
 
 def test_same_seed_same_data_other_universe_seed_differs(universe, blood):
-    from scmix.simulate import Universe
+    from scmix.data.simulate import Universe
 
     spec = {"n_cells": 600, "donors": 3, "cell_types": {"T": 0.5, "B": 0.2, "Mono": 0.3}}
     again = simulate_dataset("blood", spec, universe)
@@ -68,7 +68,7 @@ def test_perturbation_knocks_its_target_down(universe):
 
 
 def test_demo_universe_is_about_ninety_percent_zeros():
-    from scmix.simulate import Universe
+    from scmix.data.simulate import Universe
 
     demo = simulate_dataset("d", {"n_cells": 500, "cell_types": {"T": 0.5, "B": 0.5}}, Universe(4000, 7))
     zeros = 1 - demo.X.nnz / np.prod(demo.shape)

@@ -17,9 +17,9 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
+from scmix.data.sources import parse_dataset
 from scmix.errors import ScmixInputError
 from scmix.io import write_h5ad
-from scmix.sources import parse_dataset
 
 SYMBOLS = [
     "ACTB", "B2M", "CD3D", "CD3E", "CD8A", "MS4A1", "CD79A", "LYZ", "CD68", "PTPRC", "EPCAM", "KRT8", "KRT18",
@@ -125,7 +125,7 @@ def test_layout_is_the_atlas_one(atlas):
 
 def test_collates_every_study_on_the_gene_intersection(atlas, caplog, tmp_path):
     raw, truth = atlas
-    with caplog.at_level(logging.INFO, logger="scmix.sources.cca"):
+    with caplog.at_level(logging.INFO, logger="scmix.data.sources.cca"):
         adata = parse_dataset("cca", {"source": "cca"}, raw)
     common = set.intersection(*(set(g) for _, g, _ in truth.values()))
     assert adata.shape == (40 + 35 + 30 + 25, len(common))
@@ -159,7 +159,7 @@ def test_samples_csv_is_joined_on_sample(atlas):
 def test_listed_studies_on_the_gene_union(atlas, caplog):
     raw, truth = atlas
     spec = {"source": "cca", "studies": ["Gavish2023_Brain", "wu2021"], "genes": "union"}  # case, unique part
-    with caplog.at_level(logging.INFO, logger="scmix.sources.cca"):
+    with caplog.at_level(logging.INFO, logger="scmix.data.sources.cca"):
         adata = parse_dataset("cca", spec, raw)
     assert set(adata.obs["study"]) == {"Gavish2023_Brain", "wu2021"}
     assert set(adata.var_names) == set(truth["Gavish2023_Brain"][1]) | set(truth["Wu2021_Breast"][1])
@@ -192,7 +192,7 @@ def test_non_integer_study_is_rejected_by_name_or_excluded(atlas, caplog):
     message = str(err.value)
     assert "dataset 'cca'" in message and "study 'Tirosh2016_Melanoma'" in message
     assert "Tirosh2016_Melanoma/Exp_data_UMIcounts.mtx" in message and "not integers" in message
-    with caplog.at_level(logging.WARNING, logger="scmix.sources.cca"):
+    with caplog.at_level(logging.WARNING, logger="scmix.data.sources.cca"):
         adata = parse_dataset("cca", {"source": "cca", "non_integer": "exclude"}, raw)
     assert "Tirosh2016_Melanoma" not in set(adata.obs["study"]) and adata.n_obs == 130
     assert any("'Tirosh2016_Melanoma' excluded" in r.getMessage() for r in caplog.records)

@@ -10,10 +10,10 @@ import yaml
 from snakerun import TINY, snakemake
 from soma_store import BUILD_DATE, SCHEMA_VERSION, combined, write_census
 
+from scmix.data.fetch import download_spec, local_sources_state
+from scmix.data.sources import census, parse_dataset
 from scmix.errors import ScmixInputError
-from scmix.fetch import download_spec, local_sources_state
 from scmix.io import read_h5ad
-from scmix.sources import census, parse_dataset
 
 pytest.importorskip("tiledbsoma")
 pytest.importorskip("cellxgene_census")

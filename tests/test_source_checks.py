@@ -1,5 +1,5 @@
-"""What every source's cells get in scmix.sources.parse_dataset, on real data (../shared/data): a transposed matrix,
-duplicated cell names, an absurd count and an empty file stop with one line naming the dataset and the file; the
+"""What every source's cells get in scmix.data.sources.parse_dataset, on real data (../shared/data): a transposed
+matrix, duplicated cell names, an absurd count and an empty file stop with one line naming the dataset and the file; the
 cell selection (obs_filter, max_cells, seed) and constant labels (obs) work the same way for every source."""
 
 import gzip
@@ -12,11 +12,11 @@ import scipy.sparse as sp
 from conftest import write_mex
 from snakemake.utils import validate
 
+from scmix.data.fetch import download_spec, fetch_dataset, parse_spec
+from scmix.data.sources import parse_dataset
+from scmix.data.sources.checks import transposed_evidence
 from scmix.errors import ScmixInputError
-from scmix.fetch import download_spec, fetch_dataset, parse_spec
 from scmix.io import MAX_COUNT
-from scmix.sources import parse_dataset
-from scmix.sources.checks import transposed_evidence
 
 SCHEMA = "schemas/config.schema.yaml"
 

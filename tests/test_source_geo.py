@@ -1,4 +1,4 @@
-"""The GEO source (scmix.sources.geo) on real GEO SOFT files from ../shared/data/geo: GSE781 (34 samples on two
+"""The GEO source (scmix.data.sources.geo) on real GEO SOFT files from ../shared/data/geo: GSE781 (34 samples on two
 Affymetrix platforms), its curated dataset GDS507, the single sample GSM11805, the GPL97 annotation, and
 GEOparse's small real fixtures. Every test copies the files it needs into a fresh raw folder."""
 
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from scmix.data.sources import parse_dataset
+from scmix.data.sources.geo import _sample_row, geo_soft_url, parse
 from scmix.errors import ScmixInputError
-from scmix.sources import parse_dataset
-from scmix.sources.geo import _sample_row, geo_soft_url, parse
 
 GSE781_GPL96 = ["GSM11805", "GSM11814", "GSM11823", "GSM11830", "GSM12067", "GSM12075", "GSM12079", "GSM12098",
                 "GSM12100", "GSM12105", "GSM12268", "GSM12270", "GSM12283", "GSM12298", "GSM12300", "GSM12399",

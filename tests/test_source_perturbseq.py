@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from scmix.data.fetch import fetch_dataset
+from scmix.data.sources import parse_dataset
+from scmix.data.sources.perturbseq import call_guides
 from scmix.errors import ScmixInputError
-from scmix.fetch import fetch_dataset
-from scmix.sources import parse_dataset
-from scmix.sources.perturbseq import call_guides
 
 
 @pytest.fixture(scope="module")

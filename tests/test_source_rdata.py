@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from scmix.data.fetch import fetch_dataset
+from scmix.data.sources import parse_dataset, rdata
+from scmix.data.sources.rdata import _apt_name
 from scmix.errors import ScmixInputError
-from scmix.fetch import fetch_dataset
-from scmix.sources import parse_dataset, rdata
-from scmix.sources.rdata import _apt_name
 
 REPO = Path(__file__).resolve().parents[1]
 R_PACKAGES = {"SingleCellExperiment": "r-bioc-singlecellexperiment", "SeuratObject": "r-cran-seuratobject"}
@@ -190,7 +190,7 @@ CHILD = """
 import sys
 {setup}
 from scmix.errors import ScmixInputError
-from scmix.sources import parse_dataset
+from scmix.data.sources import parse_dataset
 try:
     parse_dataset("child", {{"source": "rdata"}}, {raw!r})
 except ScmixInputError as err:

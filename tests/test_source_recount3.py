@@ -24,9 +24,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from scmix.data.sources import parse_dataset
+from scmix.data.sources.recount3 import parse
 from scmix.errors import ScmixInputError
-from scmix.sources import parse_dataset
-from scmix.sources.recount3 import parse
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "R" / "recount3.R"

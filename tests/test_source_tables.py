@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from scmix.data.sources import parse_dataset, tables
 from scmix.errors import ScmixInputError
 from scmix.io import write_h5ad
-from scmix.sources import parse_dataset, tables
 
 PASILLA = {"source": "csv", "counts": "pasilla_gene_counts.tsv", "metadata": "pasilla_sample_annotation.csv"}
 BODYMAP = {"source": "csv", "counts": "IlluminaBodymap.csv.gz", "metadata": "IlluminaBodymapMeta.csv.gz"}
@@ -173,7 +173,7 @@ def test_pasilla_missing_metadata_row_is_an_error_unless_kept(pasilla_raw, caplo
     spec = {**PASILLA, "sample_id_suffix": "fb"}
     with pytest.raises(ScmixInputError, match=r"1 of 7 count samples have no metadata row \(\['treated1'\]\)"):
         parse_dataset("pasilla", spec, pasilla_raw)
-    with caplog.at_level(logging.WARNING, logger="scmix.sources.tables"):
+    with caplog.at_level(logging.WARNING, logger="scmix.data.sources.tables"):
         adata = parse_dataset("pasilla", {**spec, "missing_metadata": "keep"}, pasilla_raw)
     assert adata.n_obs == 7 and pd.isna(adata.obs.loc["treated1", "condition"])
     assert adata.obs.loc["treated2", "condition"] == "treated"

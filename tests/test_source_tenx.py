@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scmix.data.fetch import fetch_dataset
+from scmix.data.sources import parse_dataset
 from scmix.errors import ScmixInputError
-from scmix.fetch import fetch_dataset
-from scmix.sources import parse_dataset
 
 
 def load(name, spec, tmp_path):
@@ -106,7 +106,7 @@ def test_a_genome_prefix_is_stripped_and_hinted_when_it_is_not(shared_data, tmp_
     matches PBMC 3k on Ensembl IDs; without, the error says why the datasets share no genes."""
     from conftest import write_mex
 
-    from scmix.genes import has_ensembl_ids, resolve_match_on, shared_keys
+    from scmix.data.genes import has_ensembl_ids, resolve_match_on, shared_keys
 
     write_mex(kang2018, tmp_path / "prefixed", prefix="GRCh38_")
     spec = {"source": "tenx", "url": f"file://{tmp_path}/prefixed"}

@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 from scmix import plots
+from scmix.data.fetch import fetch_dataset
+from scmix.data.sources import parse_dataset
 from scmix.errors import ScmixInputError
-from scmix.fetch import fetch_dataset
-from scmix.sources import parse_dataset
 
 
 def test_simulated_source_is_generated_by_download_and_parsed(tmp_path):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from scmix.data.split import describe, split_heldout, split_indices
 from scmix.errors import ScmixInputError
-from scmix.split import describe, split_heldout, split_indices
 
 
 def test_split_is_disjoint_sized_stratified_and_deterministic(blood):
@@ -78,8 +78,8 @@ def test_real_kang2018_split_by_donor(shared_data):
 
 
 def test_real_pbmc3k_held_out_b_cells_are_in_no_training_mix(pbmc3k, tmp_path):
+    from scmix.data.mix import check_no_leak, make_mix
     from scmix.io import read_h5ad, write_h5ad
-    from scmix.mix import check_no_leak, make_mix
 
     train, held = split_heldout(pbmc3k, 0.2, seed=0, holdout_cell_types=["B"])
     assert (held.obs["cell_type"] == "B").sum() == 344
@@ -104,13 +104,13 @@ def test_real_pbmc3k_held_out_b_cells_are_in_no_training_mix(pbmc3k, tmp_path):
 
 # --------------------------------------------------- which strategy a split used, and why (real PBMC 3k, Kang)
 def test_split_says_how_it_stratified_and_never_falls_back_silently(pbmc3k, caplog):
-    with caplog.at_level("INFO", logger="scmix.split"):
+    with caplog.at_level("INFO", logger="scmix.data.split"):
         split_indices(pbmc3k, 0.2, 0, "cell_type", dataset="pbmc3k")
     assert "dataset 'pbmc3k': random split stratified by 'cell_type' (9 classes)" in caplog.text
     bare = pbmc3k.copy()
     bare.obs = bare.obs.rename(columns={"cell_type": "cluster_id"})
     caplog.clear()
-    with caplog.at_level("INFO", logger="scmix.split"):
+    with caplog.at_level("INFO", logger="scmix.data.split"):
         split_indices(bare, 0.2, 0, "cell_type", dataset="pbmc3k")  # the package default: a loud warning
     warning = next(r for r in caplog.records if r.levelname == "WARNING").getMessage()
     assert "has no obs column 'cell_type'" in warning and "NOT stratified" in warning and "obs_keys" in warning
@@ -123,6 +123,6 @@ def test_split_says_how_it_stratified_and_never_falls_back_silently(pbmc3k, capl
     rare = pbmc3k.copy()
     rare.obs["cell_type"] = rare.obs["cell_type"].astype(str)
     rare.obs.iloc[0, rare.obs.columns.get_loc("cell_type")] = "Erythrocyte"
-    with caplog.at_level("WARNING", logger="scmix.split"):
+    with caplog.at_level("WARNING", logger="scmix.data.split"):
         split_indices(rare, 0.2, 0, "cell_type", dataset="pbmc3k")
     assert "class 'Erythrocyte' of 'cell_type' has 1 cell" in caplog.text

@@ -1,30 +1,11 @@
-"""Torch modules (no I/O). Every architecture is a setting of ``VAE``; ``build_model`` makes one by name.
+"""The models stage (rules train and loadings): ``modules/`` (the torch modules and likelihoods, no I/O),
+``modelspec`` (model settings, defaults and checks; read while the DAG is built), ``modeldata`` (an AnnData to the
+checked counts and codes a module takes), ``transforms`` (the Gaussian baseline's input), ``train`` (the training
+loop), ``checkpoint`` (a model file written and read as plain data and tensors), ``trained`` (``TrainedModel``:
+one object over a trained module), ``scvi_models`` (scvi-tools' models behind the same interface) and ``loading``
+(``scmix.load``).
 
-* ``vae``: MLP encoder and decoder;
-* ``ldvae``: MLP encoder, linear decoder (gene x latent loadings);
-* ``cvae``: conditional VAE, categorical conditions as embeddings (needs ``conditions``);
-* ``gmvae``: mixture-of-Gaussians prior with ``n_components`` components.
+May import: the core modules at the top of ``scmix`` and ``scmix.data`` (a model reads cells and their genes).
+Never ``scmix.evaluation`` or ``scmix.plots``. No imports here: the workflow imports ``modelspec`` while it builds
+the DAG, without torch.
 """
-
-from scmix.models.counts import Batch, CellData, SparseRows
-from scmix.models.vae import VAE
-
-PRESETS = {
-    "vae": {"decoder": "mlp"},
-    "ldvae": {"decoder": "linear"},
-    "cvae": {"decoder": "mlp"},
-    "gmvae": {"decoder": "mlp", "prior": "gmm"},
-}
-
-
-def build_model(architecture: str, **kwargs) -> VAE:
-    try:
-        preset = PRESETS[architecture]
-    except KeyError:
-        raise ValueError(f"unknown architecture '{architecture}'; known: {sorted(PRESETS)}") from None
-    if architecture == "cvae" and not kwargs.get("conditions"):
-        raise ValueError("architecture 'cvae' needs at least one condition (e.g. conditions: [cell_type])")
-    return VAE(**{**preset, **kwargs})
-
-
-__all__ = ["PRESETS", "Batch", "CellData", "SparseRows", "VAE", "build_model"]
