@@ -3,19 +3,20 @@ sweep's scaling curves, or the effects heatmap of every share sweep (mean per-ce
 
 import pandas as pd
 
-from scmix import plots, rulecall
+from scmix import rulecall
 from scmix.data import composition
+from scmix.plots.composition import dose_response, effects_heatmap, scaling_curve
 
 
 def main(smk):
     table = pd.read_csv(smk.input.tsv, sep="\t", dtype={"added": str, "cell_type": str})
     kind, figure = smk.params.kind, smk.wildcards.figure
     if kind == composition.SHARE:
-        plots.dose_response(table, smk.output.png, figure)
+        dose_response(table, smk.output.png, figure)
     elif kind == composition.SIZE:
-        plots.scaling_curve(table, smk.output.png, figure)
+        scaling_curve(table, smk.output.png, figure)
     else:
-        plots.effects_heatmap(table, smk.output.png)
+        effects_heatmap(table, smk.output.png)
 
 
 rulecall.run(main, snakemake)  # noqa: F821

@@ -2,14 +2,15 @@
 
 import pandas as pd
 
-from scmix import plots, rulecall
+from scmix import rulecall
+from scmix.plots.evaluation import metric_heatmap
 
 
 def main(smk):
     table = pd.read_csv(smk.input.tsv, sep="\t")
     if "cell_type" in table:
         table = table[table["cell_type"] == "all"]
-    plots.metric_heatmap(table, smk.output.png, smk.params.value)  # its label from plots.METRIC_LABELS
+    metric_heatmap(table, smk.output.png, smk.params.value)  # its label from scmix.plots.style.METRIC_LABELS
 
 
 rulecall.run(main, snakemake)  # noqa: F821

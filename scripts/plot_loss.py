@@ -2,13 +2,14 @@
 
 import pandas as pd
 
-from scmix import plots, rulecall
+from scmix import rulecall
+from scmix.plots.training import loss_curve
 
 
 def main(smk):
     w = smk.wildcards
     history = pd.read_csv(smk.input.history, sep="\t")
-    plots.loss_curve(history, smk.output.png, title=f"{w.model} | {w.mix} | seed {w.seed}")
+    loss_curve(history, smk.output.png, title=f"{w.model} | {w.mix} | seed {w.seed}")
 
 
 rulecall.run(main, snakemake)  # noqa: F821

@@ -2,11 +2,12 @@
 
 import pandas as pd
 
-from scmix import plots, rulecall
+from scmix import rulecall
+from scmix.plots.evaluation import posterior_checks
 
 
 def main(smk):
-    plots.posterior_checks(pd.read_csv(smk.input.tsv, sep="\t"), smk.output.png)
+    posterior_checks(pd.read_csv(smk.input.tsv, sep="\t"), smk.output.png)
 
 
 rulecall.run(main, snakemake)  # noqa: F821

@@ -4,8 +4,9 @@ import logging
 
 import pandas as pd
 
-from scmix import plots, rulecall
+from scmix import rulecall
 from scmix.data.qc import plot_thresholds
+from scmix.plots.data import qc_scatter
 
 
 def main(smk):
@@ -14,7 +15,7 @@ def main(smk):
     report = pd.read_csv(smk.input.report, sep="\t")
     genes = (int(report["genes_left"].iloc[0]), int(report["genes_left"].iloc[-1]))
     thresholds = plot_thresholds(smk.params.qc)
-    drawn = plots.qc_scatter(before, before[before["kept"]], smk.output.png, dataset=name, genes=genes, **thresholds)
+    drawn = qc_scatter(before, before[before["kept"]], smk.output.png, dataset=name, genes=genes, **thresholds)
     logging.info("%s: QC plot %s (%d points before, %d after)", name, smk.output.png, drawn["before"], drawn["after"])
 
 

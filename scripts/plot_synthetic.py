@@ -2,11 +2,12 @@
 
 import pandas as pd
 
-from scmix import plots, rulecall
+from scmix import rulecall
+from scmix.plots.evaluation import synthetic_f1_bars
 
 
 def main(smk):
-    plots.synthetic_f1_bars(pd.read_csv(smk.input.tsv, sep="\t", keep_default_na=False, na_values=[""]),
+    synthetic_f1_bars(pd.read_csv(smk.input.tsv, sep="\t", keep_default_na=False, na_values=[""]),
                             smk.output.png)  # fmt: skip
 
 

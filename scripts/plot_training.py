@@ -4,7 +4,8 @@ import re
 
 import pandas as pd
 
-from scmix import plots, rulecall
+from scmix import rulecall
+from scmix.plots.training import training_curves
 
 RUN = re.compile(r"results/models/(?P<model>[^/]+)/(?P<mix>[^/]+)/seed(?P<seed>\d+)/history\.tsv$")
 
@@ -14,7 +15,7 @@ def main(smk):
     for path in smk.input.histories:
         run = RUN.search(str(path)).groupdict()
         parts.append(pd.read_csv(path, sep="\t").assign(model=run["model"], mix=run["mix"], seed=int(run["seed"])))
-    plots.training_curves(pd.concat(parts, ignore_index=True), smk.output.png)
+    training_curves(pd.concat(parts, ignore_index=True), smk.output.png)
 
 
 rulecall.run(main, snakemake)  # noqa: F821

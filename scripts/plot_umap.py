@@ -3,7 +3,8 @@ label column."""
 
 import anndata as ad
 
-from scmix import plots, rulecall
+from scmix import rulecall
+from scmix.plots.evaluation import umap_panels
 
 
 def main(smk):
@@ -13,9 +14,7 @@ def main(smk):
     table["umap1"], table["umap2"] = latent.obsm["X_umap"][:, 0], latent.obsm["X_umap"][:, 1]
     keys = [k for k in smk.params.label_keys if k in table and table[k].notna().any()]
     table[keys] = table[keys].fillna("NA")
-    plots.umap_panels(
-        table, keys, smk.output.png, title=f"{w.model} | {w.mix} | seed {w.seed}: latent of held-out cells"
-    )
+    umap_panels(table, keys, smk.output.png, title=f"{w.model} | {w.mix} | seed {w.seed}: latent of held-out cells")
 
 
 rulecall.run(main, snakemake)  # noqa: F821

@@ -4,7 +4,8 @@ import re
 
 import pandas as pd
 
-from scmix import plots, rulecall
+from scmix import rulecall
+from scmix.plots.evaluation import zero_calibration
 
 JOB = re.compile(r"results/eval/(?P<model>[^/]+)/(?P<mix>[^/]+)/seed\d+/(?P<eval_set>[^/]+)\.genes\.tsv$")
 
@@ -13,7 +14,7 @@ def main(smk):
     parts = []
     for path in smk.input.genes:
         parts.append(pd.read_csv(path, sep="\t").assign(**JOB.search(str(path)).groupdict()))
-    plots.zero_calibration(pd.concat(parts, ignore_index=True), smk.output.png)
+    zero_calibration(pd.concat(parts, ignore_index=True), smk.output.png)
 
 
 rulecall.run(main, snakemake)  # noqa: F821

@@ -116,8 +116,6 @@ def closed(monkeypatch):
     """Figures passed to plt.close by the plotting functions, to inspect what was drawn."""
     import matplotlib.pyplot as plt
 
-    from scmix import plots
-
     figures = []
     real_close = plt.close
 
@@ -125,7 +123,7 @@ def closed(monkeypatch):
         figures.append(fig)
         real_close(fig)
 
-    monkeypatch.setattr(plots.plt, "close", close)
+    monkeypatch.setattr(plt, "close", close)  # the pyplot every figure module draws with
     return figures
 
 

@@ -246,7 +246,7 @@ def test_c_plotting_code_change_reruns_only_plots(relocated, tmp_path):
     every_job = Counter(j["rule"] for j in plan(workdir, "--forceall", config=config, snakefile=snakefile))
     plot_rules = {rule: n for rule, n in every_job.items() if rule.startswith("plot_")}
     assert len(plot_rules) >= 5
-    with edited(snakefile.parent / "scmix" / "plots.py", "\n# an edit to the plotting code\n"):
+    with edited(snakefile.parent / "scmix" / "plots" / "__init__.py", "\n# an edit to the plotting code\n"):
         jobs = plan(workdir, config=config, snakefile=snakefile)
         # every job of a plot rule runs again (the QC figures and loss curves too), nothing else (`all` only
         # collects)

@@ -6,7 +6,16 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 
-from scmix import plots
+from scmix.plots.evaluation import (
+    accuracy_heatmap,
+    celltype_boxplot,
+    metric_heatmap,
+    synthetic_f1_bars,
+    umap_panels,
+    zero_calibration,
+)
+from scmix.plots.style import category_colours
+from scmix.plots.training import loss_curve, training_curves
 
 
 def image(path):
@@ -28,15 +37,15 @@ def test_category_colours_deterministic_order_independent_and_distinct():
     names = [f"type_{i}" for i in range(20)]
     rng = np.random.default_rng(0)
     shuffled = list(rng.permutation(names)) + names[:5]  # order and repeats do not matter
-    assert plots.category_colours(names) == plots.category_colours(shuffled)
-    colours = plots.category_colours(names)
+    assert category_colours(names) == category_colours(shuffled)
+    colours = category_colours(names)
     assert len(set(colours.values())) == 20
-    small = plots.category_colours(["b", "a", np.nan, "c", "a"])
+    small = category_colours(["b", "a", np.nan, "c", "a"])
     assert list(small) == ["a", "b", "c"]
     assert small["a"] == to_hex(plt.get_cmap("tab10")(0)) and small["c"] == to_hex(plt.get_cmap("tab10")(2))
-    many = plots.category_colours([f"c{i:02d}" for i in range(45)])
+    many = category_colours([f"c{i:02d}" for i in range(45)])
     assert len(set(many.values())) == 45
-    assert plots.category_colours([]) == {}
+    assert category_colours([]) == {}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -58,7 +67,7 @@ def metric_table(models=("m1", "m2"), seeds=(0, 1, 2), seed=0):
 def test_metric_heatmap_means_and_annotations(tmp_path, closed):
     table = metric_table()
     table.loc[0, "pearson_mean"] = np.nan  # skipped, not a crash
-    out = plots.metric_heatmap(table, tmp_path / "h.png", "pearson_mean", label="Pearson r")
+    out = metric_heatmap(table, tmp_path / "h.png", "pearson_mean", label="Pearson r")
     image(tmp_path / "h.png")
     assert set(out) == {"m1", "m2"}
     clean = table.dropna(subset=["pearson_mean"])
@@ -79,7 +88,7 @@ def test_metric_heatmap_means_and_annotations(tmp_path, closed):
 
 def test_metric_heatmap_single_seed_has_no_spread_and_lower_is_better(tmp_path, closed):
     table = metric_table(models=("m1",), seeds=(0,)).rename(columns={"pearson_mean": "nll"})
-    out = plots.metric_heatmap(table, tmp_path / "h.png", "nll", higher_is_better=False)
+    out = metric_heatmap(table, tmp_path / "h.png", "nll", higher_is_better=False)
     image(tmp_path / "h.png")
     annotations = [t.get_text() for t in texts(closed[-1])]
     assert len(annotations) == 6 and not any("±" in a for a in annotations)
@@ -93,7 +102,7 @@ def test_loglikelihood_heatmap_colours_each_eval_set_against_its_own_best(tmp_pa
     table = metric_table(seeds=(0,)).rename(columns={"pearson_mean": "marginal_ll"})
     scale = {"heldout_a": -600.0, "heldout_b": -1200.0, "heldout_c": -2400.0}
     table["marginal_ll"] = table["eval_set"].map(scale) + 10 * table["marginal_ll"]
-    out = plots.metric_heatmap(table, tmp_path / "h.png", "marginal_ll")
+    out = metric_heatmap(table, tmp_path / "h.png", "marginal_ll")
     image(tmp_path / "h.png")
     fig = closed[-1]
     panels = [ax for ax in fig.axes if ax.images]  # the colour bar has none
@@ -110,7 +119,7 @@ def test_loglikelihood_heatmap_colours_each_eval_set_against_its_own_best(tmp_pa
 def test_accuracy_heatmap_uses_overall_rows_only(tmp_path):
     table = metric_table()
     per_type = table.assign(cell_type="T", pearson_mean=-5.0)
-    out = plots.accuracy_heatmap(pd.concat([table, per_type]), tmp_path / "a.png")
+    out = accuracy_heatmap(pd.concat([table, per_type]), tmp_path / "a.png")
     image(tmp_path / "a.png")
     assert all((mean.to_numpy() > 0).all() for mean in out.values())
 
@@ -135,7 +144,7 @@ def cells_table(seeds=(0, 1)):
 def test_celltype_boxplot_one_panel_per_eval_set_wrapped(tmp_path, closed):
     cells = cells_table()
     cells.loc[cells.index[:10], "pearson"] = np.nan
-    drawn = plots.celltype_boxplot(cells, tmp_path / "b.png", "nb_vae")
+    drawn = celltype_boxplot(cells, tmp_path / "b.png", "nb_vae")
     img = image(tmp_path / "b.png")
     assert drawn == ["e1", "e2", "e3", "e4"]
     fig = closed[-1]
@@ -145,10 +154,10 @@ def test_celltype_boxplot_one_panel_per_eval_set_wrapped(tmp_path, closed):
     assert fig._suptitle.get_text().startswith("nb_vae: reconstruction accuracy per cell type")
     assert img.shape[0] > 0.5 * img.shape[1]  # 4 panels wrap into two rows
 
-    one = plots.celltype_boxplot(cells_table(seeds=(0,)).query("eval_set == 'e2'"), tmp_path / "one.png", "gauss_vae")
+    one = celltype_boxplot(cells_table(seeds=(0,)).query("eval_set == 'e2'"), tmp_path / "one.png", "gauss_vae")
     assert one == ["e2"]
     image(tmp_path / "one.png")
-    assert plots.celltype_boxplot(cells, tmp_path / "none.png", "absent") == []
+    assert celltype_boxplot(cells, tmp_path / "none.png", "absent") == []
     image(tmp_path / "none.png")
 
 
@@ -176,7 +185,7 @@ def history_table(val=True, scale=1.0, seeds=(0, 1)):
 def test_training_curves_lines_dots_and_scale(tmp_path, closed):
     history = history_table()
     history.loc[3, "val_elbo"] = np.nan
-    out = plots.training_curves(history, tmp_path / "t.png")
+    out = training_curves(history, tmp_path / "t.png")
     image(tmp_path / "t.png")
     assert out["y"] == "val_elbo" and out["runs"] == {"gauss_vae": 4, "nb_vae": 4}
     assert out["log_scale"] == {"gauss_vae": False, "nb_vae": False}
@@ -191,7 +200,7 @@ def test_training_curves_lines_dots_and_scale(tmp_path, closed):
     wide = history_table(val=False, seeds=(0,))
     nb = wide["model"] == "nb_vae"
     wide.loc[nb, "train_elbo"] = np.logspace(3, 0, 20)[wide.loc[nb, "epoch"] - 1]  # three decades
-    out = plots.training_curves(wide, tmp_path / "w.png")
+    out = training_curves(wide, tmp_path / "w.png")
     image(tmp_path / "w.png")
     assert out["y"] == "train_elbo" and out["runs"] == {"gauss_vae": 2, "nb_vae": 2}
     assert out["log_scale"] == {"gauss_vae": False, "nb_vae": True}
@@ -202,7 +211,7 @@ def test_the_mix_legend_stays_clear_of_the_title_with_one_panel(tmp_path, closed
     history = history_table(seeds=(0, 1, 2))
     history = history[history["model"] == "nb_vae"]
     history = pd.concat([history.assign(mix=name) for name in ("base", "base+blood2", "base+tumour", "tumour_alone")])
-    plots.training_curves(history, tmp_path / "t.png")
+    training_curves(history, tmp_path / "t.png")
     fig = closed[-1]
     renderer = FigureCanvasAgg(fig).get_renderer()  # the closed figure has lost its canvas
     fig.draw(renderer)
@@ -228,7 +237,7 @@ def test_umap_panels_legends_and_colours(tmp_path, closed):
     })  # fmt: skip
     coords.loc[0, "umap1"] = np.nan
     coords.loc[1, "cell_type"] = None
-    out = plots.umap_panels(coords, ["cell_type", "dataset", "donor"], tmp_path / "u.png", title="test UMAP")
+    out = umap_panels(coords, ["cell_type", "dataset", "donor"], tmp_path / "u.png", title="test UMAP")
     image(tmp_path / "u.png")
     assert out == {"cell_type": 4, "dataset": 2, "donor": 40}
     fig = closed[-1]
@@ -237,7 +246,7 @@ def test_umap_panels_legends_and_colours(tmp_path, closed):
     assert "too many for a legend" in ax_donor.get_title()
     assert ax_ct.get_xlabel() == "UMAP1" and ax_ct.get_ylabel() == "UMAP2" and len(ax_ct.get_xticks()) == 0
     assert len(ax_ct.collections[0].get_offsets()) == n - 2
-    colours = plots.category_colours(["T", "B", "NK", "Mono"])
+    colours = category_colours(["T", "B", "NK", "Mono"])
     leg = ax_ct.get_legend()
     legend = {t.get_text(): to_hex(h.get_color()) for t, h in zip(leg.get_texts(), leg.legend_handles, strict=True)}
     assert legend == colours
@@ -269,7 +278,7 @@ def test_synthetic_f1_bars_means_match_pandas(tmp_path, closed):
     table = f1_table()
     first_macro = table.index[(table["class"] == "macro") & (table["metric"] == "f1")][0]
     table.loc[first_macro, "value"] = np.nan
-    out = plots.synthetic_f1_bars(table, tmp_path / "f.png")
+    out = synthetic_f1_bars(table, tmp_path / "f.png")
     img = image(tmp_path / "f.png")
     sel = table[(table["class"] == "macro") & (table["metric"] == "f1")].dropna(subset=["value"])
     expected = sel.groupby(["level", "eval_set", "model", "mix", "setting"])["value"].agg(["mean", "std"])
@@ -291,7 +300,7 @@ def test_synthetic_f1_bars_means_match_pandas(tmp_path, closed):
 
 
 def test_synthetic_f1_bars_single_seed_without_discriminator(tmp_path, closed):
-    out = plots.synthetic_f1_bars(f1_table(seeds=(0,), discriminator=False), tmp_path / "f.png")
+    out = synthetic_f1_bars(f1_table(seeds=(0,), discriminator=False), tmp_path / "f.png")
     image(tmp_path / "f.png")
     assert out["sd"].isna().all() and (out["n"] == 1).all() and "discriminator" not in set(out["setting"])
     assert len(closed[-1].axes) == 4
@@ -301,7 +310,7 @@ def test_synthetic_f1_bars_title_fits_a_one_eval_set_figure(tmp_path, closed):
     """The demo's case: one model, one eval set, one level; the figure title stays inside the figure."""
     table = f1_table()
     table = table[(table["model"] == "nb_vae") & (table["eval_set"] == "e1") & (table["level"] != "coarse")]
-    plots.synthetic_f1_bars(table, tmp_path / "f.png")
+    synthetic_f1_bars(table, tmp_path / "f.png")
     fig = closed[-1]
     renderer = FigureCanvasAgg(fig).get_renderer()
     fig.draw(renderer)
@@ -325,7 +334,7 @@ def test_zero_calibration_mean_differences_and_gaussian_panels(tmp_path, closed)
                     rows.append((model, mix, ev, f"g{g}", observed, expected))
     genes = pd.DataFrame(rows, columns=["model", "mix", "eval_set", "gene", "observed_zero_fraction",
                                         "expected_zero_fraction"])  # fmt: skip
-    out = plots.zero_calibration(genes, tmp_path / "z.png")
+    out = zero_calibration(genes, tmp_path / "z.png")
     image(tmp_path / "z.png")
     assert set(out) == {(m, e) for m in ("gauss_vae", "nb_vae") for e in ("e1", "e2")}
     assert out[("gauss_vae", "e1")] == {}
@@ -349,7 +358,7 @@ def test_loss_curve_and_empty_inputs_still_write_images(tmp_path):
     history = pd.DataFrame({"epoch": np.arange(1, 6), "train_elbo": np.linspace(5, 1, 5),
                             "train_recon": np.linspace(4, 1, 5), "train_kl": np.linspace(1, 0.1, 5),
                             "best": [False, False, False, True, False]})  # fmt: skip
-    plots.loss_curve(history, tmp_path / "loss.png", title="m | mix | seed 0")
+    loss_curve(history, tmp_path / "loss.png", title="m | mix | seed 0")
     image(tmp_path / "loss.png")
-    assert plots.metric_heatmap(metric_table().assign(pearson_mean=np.nan), tmp_path / "e.png", "pearson_mean") == {}
+    assert metric_heatmap(metric_table().assign(pearson_mean=np.nan), tmp_path / "e.png", "pearson_mean") == {}
     image(tmp_path / "e.png")

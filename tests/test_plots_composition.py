@@ -1,4 +1,4 @@
-"""Figures of composition_effects.tsv: dose_response, scaling_curve, effects_heatmap (scmix.plots)."""
+"""Figures of composition_effects.tsv: dose_response, scaling_curve, effects_heatmap (scmix.plots.composition)."""
 
 import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection, PolyCollection
 
-from scmix import plots
+from scmix.plots.composition import dose_response, effects_heatmap, scaling_curve
+from scmix.plots.style import DPI, MAX_FIGSIZE, METRIC_LABELS, category_colours
 
 MODELS = ["linear", "scvi"]
 ADDED = ["atlasA", "atlasB"]
@@ -21,8 +22,8 @@ def image(path, min_px=200):
     img = mpimg.imread(path)
     assert img.ndim == 3 and img.shape[2] in (3, 4) and img.std() > 0
     h, w = img.shape[:2]
-    assert min_px <= h <= plots.MAX_FIGSIZE[1] * plots.DPI + 1
-    assert min_px <= w <= plots.MAX_FIGSIZE[0] * plots.DPI + 1
+    assert min_px <= h <= MAX_FIGSIZE[1] * DPI + 1
+    assert min_px <= w <= MAX_FIGSIZE[0] * DPI + 1
     return img
 
 
@@ -101,7 +102,7 @@ def test_dose_response_plots_the_share_sweep_rows(tmp_path, closed):
     assert nan_row.sum() == 1
     effects.loc[nan_row, "mean"] = np.nan
 
-    out = plots.dose_response(effects, tmp_path / "dose.png", "mixing")
+    out = dose_response(effects, tmp_path / "dose.png", "mixing")
     image(tmp_path / "dose.png", min_px=400)
     expected = effects[(effects["sweep"] == "mixing") & (effects["metric"] == "pearson")
                        & (effects["cell_type"] == "all") & effects["mean"].notna()]  # fmt: skip
@@ -131,23 +132,23 @@ def test_dose_response_other_metric_and_colours_over_all_eval_sets(tmp_path, clo
     effects = effects_table()
     extra = row(eval_set="ev0", sweep="size", kind="size", total_cells=500)  # an eval set of another sweep only
     effects = pd.concat([effects, pd.DataFrame([extra])], ignore_index=True)
-    out = plots.dose_response(effects, tmp_path / "dose_ll.png", "other", metric="marginal_ll")
+    out = dose_response(effects, tmp_path / "dose_ll.png", "other", metric="marginal_ll")
     image(tmp_path / "dose_ll.png")
     assert set(out["metric"]) == {"marginal_ll"} and set(out["sweep"]) == {"other"}
     assert len(out) == len(MODELS) * 2 * len(EVALS) and (out["mean"] < -800).all()
     fig = closed[-1]
-    colours = plots.category_colours(effects["eval_set"])
-    assert colours != plots.category_colours(EVALS)
+    colours = category_colours(effects["eval_set"])
+    assert colours != category_colours(EVALS)
     drawn = {plt.matplotlib.colors.to_hex(line.get_color()) for ax in fig.axes for line in ax.get_lines()}
     assert drawn == {colours[ev] for ev in EVALS}
-    assert any(ax.get_ylabel() == plots.METRIC_LABELS["marginal_ll"] for ax in fig.axes)
+    assert any(ax.get_ylabel() == METRIC_LABELS["marginal_ll"] for ax in fig.axes)
 
 
 def test_dose_response_nan_seed_sd_draws_no_band(tmp_path, closed):
     effects = effects_table()
     effects["seed_sd"] = np.nan
     effects["n_seeds"] = 1
-    out = plots.dose_response(effects, tmp_path / "dose.png", "mixing")
+    out = dose_response(effects, tmp_path / "dose.png", "mixing")
     image(tmp_path / "dose.png")
     assert len(out) == len(MODELS) * len(ADDED) * len(SHARES) * len(EVALS)
     assert collections(closed[-1], PolyCollection) == []
@@ -157,7 +158,7 @@ def test_dose_response_nan_seed_sd_draws_no_band(tmp_path, closed):
 def test_dose_response_partial_nan_seed_sd(tmp_path):
     effects = effects_table()
     effects.loc[effects["share"] == 0.25, "seed_sd"] = np.nan
-    out = plots.dose_response(effects, tmp_path / "dose.png", "mixing")
+    out = dose_response(effects, tmp_path / "dose.png", "mixing")
     image(tmp_path / "dose.png")
     assert out["seed_sd"].isna().sum() == len(MODELS) * len(ADDED) * len(EVALS)
 
@@ -169,7 +170,7 @@ def test_dose_response_empty_selection_writes_empty_figure(tmp_path, closed, cas
         effects["mean"] = np.nan
     table = {"no rows": effects.iloc[0:0], "no columns": pd.DataFrame()}.get(case, effects)
     sweep = {"unknown sweep": "nope", "size sweep": "size"}.get(case, "mixing")
-    out = plots.dose_response(table, tmp_path / "empty.png", sweep)
+    out = dose_response(table, tmp_path / "empty.png", sweep)
     image(tmp_path / "empty.png", min_px=100)
     assert out.empty
     assert not closed[-1].axes[0].axison and "no finite pearson" in closed[-1].axes[0].texts[0].get_text()
@@ -183,7 +184,7 @@ def test_scaling_curve_plots_the_size_sweep_rows(tmp_path, closed):
     effects = effects_table()
     effects.loc[(effects["kind"] == "size") & (effects["total_cells"] == 500) & (effects["model"] == "linear")
                 & (effects["eval_set"] == "ev3"), "mean"] = np.nan  # fmt: skip
-    out = plots.scaling_curve(effects, tmp_path / "scaling.png", "size")
+    out = scaling_curve(effects, tmp_path / "scaling.png", "size")
     image(tmp_path / "scaling.png", min_px=300)
     expected = effects[(effects["sweep"] == "size") & (effects["metric"] == "pearson")
                        & (effects["cell_type"] == "all") & effects["mean"].notna()]  # fmt: skip
@@ -203,12 +204,12 @@ def test_scaling_curve_plots_the_size_sweep_rows(tmp_path, closed):
 def test_scaling_curve_nan_seed_sd_and_empty(tmp_path, closed):
     effects = effects_table()
     effects["seed_sd"] = np.nan
-    out = plots.scaling_curve(effects, tmp_path / "scaling.png", "size", metric="marginal_ll")
+    out = scaling_curve(effects, tmp_path / "scaling.png", "size", metric="marginal_ll")
     image(tmp_path / "scaling.png")
     assert len(out) == len(MODELS) * len(SIZES) * len(EVALS) and set(out["metric"]) == {"marginal_ll"}
     assert collections(closed[-1], PolyCollection) == []
 
-    out = plots.scaling_curve(effects, tmp_path / "empty.png", "mixing")  # a share sweep: nothing to draw
+    out = scaling_curve(effects, tmp_path / "empty.png", "mixing")  # a share sweep: nothing to draw
     image(tmp_path / "empty.png", min_px=100)
     assert out.empty and not closed[-1].axes[0].axison
 
@@ -225,7 +226,7 @@ def test_effects_heatmap_takes_the_largest_share_of_each_line(tmp_path, closed):
     assert gap.sum() == 1
     effects.loc[gap, "delta"] = np.nan
 
-    out = plots.effects_heatmap(effects, tmp_path / "heat.png")
+    out = effects_heatmap(effects, tmp_path / "heat.png")
     image(tmp_path / "heat.png", min_px=300)
     assert set(out["kind"]) == {"share"} and set(out["metric"]) == {"pearson"} and set(out["cell_type"]) == {"all"}
     largest = {("mixing", "atlasA"): 0.5, ("mixing", "atlasB"): 0.5, ("other", "atlasC"): 0.1}
@@ -250,15 +251,15 @@ def test_effects_heatmap_takes_the_largest_share_of_each_line(tmp_path, closed):
 
 def test_effects_heatmap_empty_and_other_metric(tmp_path, closed):
     effects = effects_table()
-    out = plots.effects_heatmap(effects, tmp_path / "ll.png", metric="marginal_ll")
+    out = effects_heatmap(effects, tmp_path / "ll.png", metric="marginal_ll")
     image(tmp_path / "ll.png")
     assert set(out["metric"]) == {"marginal_ll"} and len(out) == len(MODELS) * 3 * len(EVALS)
 
     only_size = effects[effects["kind"] == "size"]
-    out = plots.effects_heatmap(only_size, tmp_path / "empty.png")
+    out = effects_heatmap(only_size, tmp_path / "empty.png")
     image(tmp_path / "empty.png", min_px=100)
     assert out.empty and "row" in out and not closed[-1].axes[0].axison
-    out = plots.effects_heatmap(pd.DataFrame(), tmp_path / "empty2.png")
+    out = effects_heatmap(pd.DataFrame(), tmp_path / "empty2.png")
     assert out.empty and (tmp_path / "empty2.png").is_file()
 
 
@@ -269,10 +270,10 @@ def test_effects_figures_stay_within_max_figsize(tmp_path, closed):
         [effects.assign(added=effects["added"].str.replace("atlas", prefix), eval_set=effects["eval_set"] + suffix)
          for prefix in ["atlas", "dataset_with_a_long_name_"] for suffix in ["", "_b"]], ignore_index=True
     )  # fmt: skip
-    plots.dose_response(effects, tmp_path / "dose.png", "mixing")
-    plots.effects_heatmap(effects, tmp_path / "heat.png")
+    dose_response(effects, tmp_path / "dose.png", "mixing")
+    effects_heatmap(effects, tmp_path / "heat.png")
     for fig in closed[-2:]:
         w, h = fig.get_size_inches()
-        assert w <= plots.MAX_FIGSIZE[0] and h <= plots.MAX_FIGSIZE[1]
+        assert w <= MAX_FIGSIZE[0] and h <= MAX_FIGSIZE[1]
     image(tmp_path / "dose.png", min_px=400)
     image(tmp_path / "heat.png", min_px=400)

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from scmix.data.qc import QC_DEFAULTS, library_sizes, plot_thresholds, run_qc, samples_with_min_count
 from scmix.errors import ScmixInputError
 from scmix.io import as_csr_counts
-from scmix.plots import qc_scatter
+from scmix.plots.data import qc_scatter
 from scmix.settings import resolve_qc
 
 

@@ -313,7 +313,7 @@ def removed_genes_table(adata: ad.AnnData, removed: Mapping[str, np.ndarray]) ->
     return pd.concat(frames, ignore_index=True)
 
 
-# the per-cell QC metrics that rule plot_qc draws (the x, y and colour columns of scmix.plots.qc_scatter)
+# the per-cell QC metrics that rule plot_qc draws (the x, y and colour columns of scmix.plots.data.qc_scatter)
 METRIC_COLUMNS = ("total_counts", "n_genes_by_counts", "pct_counts_mt", "library_size", "pct_counts_dropped")
 
 
@@ -326,7 +326,7 @@ def cell_metrics(before: ad.AnnData, after: ad.AnnData) -> pd.DataFrame:
 
 
 def plot_thresholds(params: Mapping) -> dict:
-    """What the QC figure (``scmix.plots.qc_scatter``) shows for these resolved settings: unit, x column,
+    """What the QC figure (``scmix.plots.data.qc_scatter``) shows for these resolved settings: unit, x column,
     threshold lines."""
     require(params, QC_DEFAULTS, "qc")
     if params["mode"] == "bulk":
