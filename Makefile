@@ -20,7 +20,7 @@ system:
 	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	else echo "note: Chromium is missing; tests/test_report.py (the report in a headless browser) will skip"; fi
+	else echo "note: Chromium is missing; tests/workflow/test_report.py (the report in a headless browser) will skip"; fi
 
 # torch is installed first and pinned: an unpinned torch pulls several GB of CUDA packages.
 $(VENV)/.installed: requirements.txt pyproject.toml

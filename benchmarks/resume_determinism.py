@@ -7,7 +7,7 @@ tiny test config (``tests/configs/tiny.yaml``) cut to one dataset, one mix, one 
 and without load. Then each repetition, in a fresh folder, beside one CPU-bound busy loop per core (``--busy``,
 processes started and stopped by this script):
 
-1. starts Snakemake (``--cores 2``, own process group, as ``tests/test_operations.py`` does) and sends the
+1. starts Snakemake (``--cores 2``, own process group, as ``tests/workflow/test_operations.py`` does) and sends the
    scenario's signal(s) to the whole group when the scenario's observable event happens (a file appearing, a log
    line), waiting for every process of the group to be gone;
 2. after a SIGKILL, ``snakemake --unlock`` (the killed run's lock stays);

@@ -1,8 +1,8 @@
 """Which package files a rule script can execute: a static walk of its ``scmix`` imports.
 
 The workflow makes every rule depend on these files (an edit reruns exactly the rules whose scripts can run the
-edited code), and ``tests/test_envs.py`` uses the same walk to check each rule's conda env. Standard library only:
-this module is imported while the DAG is built.
+edited code), and ``tests/workflow/test_envs.py`` uses the same walk to check each rule's conda env. Standard library
+only: this module is imported while the DAG is built.
 """
 
 from __future__ import annotations

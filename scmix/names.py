@@ -1,7 +1,7 @@
 """The names of datasets, mixes, models and sweeps: they become folder and file names (resources/raw/{dataset},
 results/models/{model}/{mix}/...), so no separators and no leading dot: never '.', '..' or a hidden name.
 
-schemas/config.schema.yaml (definitions/name) holds the same pattern; tests/test_bad_input.py checks that."""
+schemas/config.schema.yaml (definitions/name) holds the same pattern; tests/workflow/test_bad_input.py checks that."""
 
 import re
 

@@ -4,8 +4,8 @@ they are resolved: the package's defaults, then the section of the config, then 
 They live here, not in the JSON schema, because the schema types the global section and each dataset's override
 block with one definition: a default there would fill every dataset's block with every key and override the
 global section. Defaults of sections without per-dataset overrides are in the schema (``snakemake.utils.validate``
-fills them in); model defaults are in :mod:`scmix.models.modelspec`. ``tests/test_config.py`` checks that no default
-is written in two of these places.
+fills them in); model defaults are in :mod:`scmix.models.modelspec`. ``tests/workflow/test_config.py`` checks that no
+default is written in two of these places.
 
 The workflow resolves each section once, while it builds the DAG (``rules/common.smk``), and passes the result
 to the jobs as params; the package functions take the resolved values and merge nothing. This module imports

@@ -17,7 +17,7 @@ def snakemake(workdir, *args, config=TINY):
 
 def live_group_members(pgid: int) -> list[int]:
     """Processes of a process group that are still running (zombies excluded), from /proc: the jobs a stopped
-    Snakemake left behind (tests/test_operations.py, benchmarks/resume_determinism.py)."""
+    Snakemake left behind (tests/workflow/test_operations.py, benchmarks/resume_determinism.py)."""
     pids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real single-node SLURM cluster on localhost, for tests/test_slurm.py (and by hand):
+# A real single-node SLURM cluster on localhost, for tests/workflow/test_slurm.py (and by hand):
 #   tests/slurm/localcluster.sh start STATE_DIR GPU_MODEL   -> prints "export SLURM_CONF=..." on success
 #   tests/slurm/localcluster.sh stop  STATE_DIR
 # Debian's slurm-wlm 22.05 with munge; slurmdbd on MariaDB, so sacct answers from real job accounting.

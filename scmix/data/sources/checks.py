@@ -5,7 +5,7 @@ A transposed matrix (genes as rows) would otherwise be taken as it is: its "cell
 names, never by shape (bulk data are a few samples by many genes): rows named like genes (Ensembl, FlyBase,
 WormBase or RefSeq IDs, or mitochondrial gene symbols) or columns named like cell barcodes (a run of 12 or more
 A/C/G/T: 10x barcodes are 14 or 16 letters, often with a ``-1`` suffix or a sample prefix). No real gene is named
-like a barcode and no real cell like a gene ID; ``tests/test_source_checks.py`` runs the check over every real
+like a barcode and no real cell like a gene ID; ``tests/data/test_source_checks.py`` runs the check over every real
 dataset the source tests read.
 """
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import anndata as ad
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_datamix_design_on_real_data(shared_data, tmp_path):

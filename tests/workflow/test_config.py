@@ -10,7 +10,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
 
 
@@ -144,7 +144,7 @@ def test_the_schemas_reconstruction_genes_are_the_packages():
 
     from scmix.evaluation.metrics import RECONSTRUCTION_GENES
 
-    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "schemas/config.schema.yaml").read_text())
+    schema = yaml.safe_load((Path(__file__).resolve().parents[2] / "schemas/config.schema.yaml").read_text())
     entry = schema["properties"]["evaluation"]["properties"]["reconstruction_genes"]
     assert tuple(entry["enum"]) == RECONSTRUCTION_GENES and entry["default"] == RECONSTRUCTION_GENES[0]
 

@@ -15,7 +15,7 @@ from snakerun import TINY, snakemake
 
 pytest.importorskip("scvi")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # the Python lines of the README's "Outputs" (docs/models.md), run as a user would run them
 THREE_LINES = """

@@ -11,7 +11,7 @@ import yaml
 
 from scmix import deps
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # import name -> the names a conda/pip package providing it may have
 PROVIDERS = {

@@ -8,7 +8,7 @@ import pytest
 from report_check import SHOW_ALL_RESULTS, find_chromium, rendered_dom, report_data, screenshot, visible_text
 from snakerun import snakemake
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def registered_patterns() -> list[str]:

@@ -28,7 +28,7 @@ from scmix.data.sources import parse_dataset
 from scmix.data.sources.recount3 import parse
 from scmix.errors import ScmixInputError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "R" / "recount3.R"
 KEYS = ["rail_id", "external_id", "study"]
 

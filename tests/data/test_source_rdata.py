@@ -21,7 +21,7 @@ from scmix.data.sources import parse_dataset, rdata
 from scmix.data.sources.rdata import _apt_name
 from scmix.errors import ScmixInputError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 R_PACKAGES = {"SingleCellExperiment": "r-bioc-singlecellexperiment", "SeuratObject": "r-cran-seuratobject"}
 
 # The objects, built as a user would from a 10x download: Matrix::readMM and the two tsv files (no DropletUtils),

@@ -60,7 +60,7 @@ def test_seurat_tutorial_qc_keeps_all_pbmc3k_cells(pbmc3k):
 # QC plot, the bulk path, and other studies' filters expressed as QC params
 # ---------------------------------------------------------------------------------------------------------------
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def assert_png_drawn(path, shape=(600, 1440)):

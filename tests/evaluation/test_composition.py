@@ -18,7 +18,7 @@ from scmix.data import composition
 from scmix.data.mix import make_mix
 from scmix.evaluation import effects
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCHEMA = str(REPO / "schemas" / "config.schema.yaml")
 SWEEPS = {
     "pbmc": {"base": "pbmc3k", "added": ["kang", "screen"], "shares": [0.5, 0, 0.125], "total_cells": 1000},

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from scmix import deps
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def module_graph() -> dict[str, set[str]]:

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "tests" / "slurm" / "localcluster.sh"
 PROFILE = REPO / "profiles" / "slurm"
 

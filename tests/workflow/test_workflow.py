@@ -11,7 +11,7 @@ import pytest
 import yaml
 from snakerun import TINY, snakemake
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
