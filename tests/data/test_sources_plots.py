@@ -3,10 +3,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scmix import plots
 from scmix.data.fetch import fetch_dataset
 from scmix.data.sources import parse_dataset
 from scmix.errors import ScmixInputError
+from scmix.plots.evaluation import accuracy_heatmap
 
 
 def test_simulated_source_is_generated_by_download_and_parsed(tmp_path):
@@ -34,7 +34,7 @@ def summary_table(models):
 
 
 def test_heatmap_draws_one_panel_per_model(tmp_path):
-    plots.accuracy_heatmap(summary_table(["m1"]), tmp_path / "one.png")
-    plots.accuracy_heatmap(summary_table(["m1", "m2"]), tmp_path / "two.png")
+    accuracy_heatmap(summary_table(["m1"]), tmp_path / "one.png")
+    accuracy_heatmap(summary_table(["m1", "m2"]), tmp_path / "two.png")
     one, two = mpimg.imread(tmp_path / "one.png"), mpimg.imread(tmp_path / "two.png")
     assert two.shape[1] > 1.5 * one.shape[1] and one.std() > 0.05
