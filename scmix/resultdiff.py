@@ -232,3 +232,24 @@ def diff_checkpoint(a, b) -> str | None:
         if found:
             return f"weight {key!r}: {found}"
     return _diff_any(x, y, "checkpoint")
+
+
+def main(argv=None) -> int:
+    """``python -m scmix.resultdiff A B [PATTERN ...]``: the differing files of two work folders, one line each
+    (default: every result file under results/, less timing records); exit status 1 when any differs."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m scmix.resultdiff", description=main.__doc__)
+    parser.add_argument("a", type=Path, help="a work folder (holding results/)")
+    parser.add_argument("b", type=Path, help="the other work folder")
+    parser.add_argument("patterns", nargs="*", default=["results/**/*"], help="globs relative to each folder")
+    parser.add_argument("--h5ad-content", action="store_true", help="h5ad files agree on content (not byte for byte)")
+    args = parser.parse_args(argv)
+    names = sorted(set(result_files(args.a, args.patterns)) | set(result_files(args.b, args.patterns)))
+    lines = diff_trees(args.a, args.b, names, h5ad_bytes=not args.h5ad_content)
+    print("\n".join(lines) if lines else f"no difference in {len(names)} files")
+    return 1 if lines else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -87,3 +87,20 @@ def test_tables_of_other_lengths_and_headers(tmp_path):
     (tmp_path / "c.tsv").write_text("k\tw\n1\t2\n")
     assert diff_file(tmp_path / "a.tsv", tmp_path / "b.tsv") == "1 vs 2 rows"
     assert diff_file(tmp_path / "a.tsv", tmp_path / "c.tsv").startswith("headers differ")
+
+
+def test_command_line(tmp_path, capsys):
+    """python -m scmix.resultdiff A B: 'no difference' and status 0 for agreeing trees; the differing files and
+    status 1 otherwise; patterns narrow what is compared."""
+    from scmix.resultdiff import main
+
+    table = pd.DataFrame({"model": ["a", "b"], "score": [0.5, 0.25]})
+    a = _tree(tmp_path / "a", _adata(), table, {"w": torch.zeros(2, 3)})
+    b = _tree(tmp_path / "b", _adata(), table, {"w": torch.zeros(2, 3)})
+    assert main([str(a), str(b)]) == 0
+    assert capsys.readouterr().out.strip() == "no difference in 3 files"
+    write_table(table.assign(score=[0.5, 0.3]), b / "results/summary/t.tsv")
+    assert main([str(a), str(b)]) == 1
+    assert capsys.readouterr().out.startswith("results/summary/t.tsv: row 2 (b), column 'score': 0.25 vs 0.3")
+    assert main([str(a), str(b), "results/mixes/**/*"]) == 0
+    assert capsys.readouterr().out.strip() == "no difference in 1 files"
