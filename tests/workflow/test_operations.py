@@ -341,9 +341,8 @@ def test_g_an_edit_to_a_package_module_reruns_exactly_the_rules_that_can_run_it(
     jobs_of = Counter(j["rule"] for j in every_job)
     modules = sorted((root / "scmix").rglob("*.py"))
     assert len(modules) > 30
-    for module in modules:
-        with edited(module, "\n# an edit\n"):
-            jobs = plan(workdir, config=config, snakefile=snakefile)
+
+    def replans_exactly_its_users(module, jobs):
         expected = {rule for rule, files in users.items() if str(module) in files}
         planned = Counter(j["rule"] for j in jobs)
         name = module.relative_to(root)
@@ -353,6 +352,28 @@ def test_g_an_edit_to_a_package_module_reruns_exactly_the_rules_that_can_run_it(
         assert all(planned[rule] == jobs_of[rule] for rule in expected), (name, planned)
         assert all(str(module) in j["reason"] or "updated by another job" in j["reason"] or j["rule"] == "all"
                    for j in jobs), name  # fmt: skip
+
+    # every job's inputs, from one --detailed-summary (a row per output file: its rule and input files): for each
+    # file of the package, the jobs that have it as an input are exactly every job of the rules whose scripts can run
+    # it (what an edit to it replans, before what follows from them)
+    summary = run(workdir, "--detailed-summary", config=config, snakefile=snakefile)
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    rows = [line.split("\t") for line in summary.stdout.splitlines()]
+    header = rows[0]
+    inputs_of = {r[0]: {str((workdir / f).resolve()) for f in r[header.index("input-file(s)")].split(",") if f}
+                 for r in rows[1:] if len(r) == len(header)}  # fmt: skip
+    jobs_inputs = [(j["rule"], inputs_of[j["output"][0]]) for j in every_job if j["rule"] != "all"]
+    assert len(jobs_inputs) == sum(jobs_of.values()) - jobs_of["all"]
+    for module in modules:
+        expected = {rule for rule, files in users.items() if str(module) in files}
+        having = Counter(rule for rule, inputs in jobs_inputs if str(module.resolve()) in inputs)
+        assert having == Counter({rule: jobs_of[rule] for rule in expected}), (module.relative_to(root), having)
+    # and one file at a time (a core module every script runs, one of each stage, a stage's __init__): the edit
+    # replans those jobs and what follows from them, nothing else
+    for part in ("io.py", "data/qc.py", "models/modules/vae.py", "evaluation/effects.py", "plots/style.py",
+                 "data/__init__.py"):  # fmt: skip
+        with edited(root / "scmix" / part, "\n# an edit\n"):
+            replans_exactly_its_users(root / "scmix" / part, plan(workdir, config=config, snakefile=snakefile))
     assert_up_to_date(workdir, config, snakefile)
 
 
