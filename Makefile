@@ -40,7 +40,7 @@ demo: setup
 	$(BIN)/snakemake --cores $(CORES)
 
 test: setup
-	$(BIN)/python -m pytest -rs --durations=12 tests
+	$(BIN)/python -m pytest -n $(CORES) -rs --durations=12 tests
 
 lint: setup
 	$(BIN)/snakemake --lint

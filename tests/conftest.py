@@ -1,4 +1,6 @@
+import functools
 import os
+import re
 import subprocess
 import tarfile
 from pathlib import Path
@@ -7,8 +9,42 @@ import pytest
 import yaml
 from snakerun import snakemake
 
+from scmix.threads import wait_briefly
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
+
+# The suite runs in two pytest-xdist workers (make test: -n 2). Torch's OpenMP threads then share
+# the cores with the other worker: they wait briefly instead of spinning (as the workflow's jobs do), and each
+# worker's own torch keeps to one thread (a test that needs more sets them itself; a rule sets its job's threads).
+wait_briefly()
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+# Tests that share a build run in the same worker, so that it is built once: every test of a module that uses tiny_run
+# (a whole run of the workflow), and the tests of a module that defines a fixture it builds once for the module; every
+# other test is scheduled on its own. (xdist's own --dist loadgroup cannot do this with pytest 9: its group suffix
+# no longer reaches the node ids.) The largest groups are handed out first.
+@functools.cache
+def build_group(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    text = (REPO / module).read_text() if (REPO / module).is_file() else ""
+    if "tiny_run" in text:
+        return "tiny_run"
+    if re.search(r'@pytest\.fixture\(scope="(module|session)"', text):
+        return module
+    return nodeid
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedBuilds(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return build_group(nodeid)
+
+    return SharedBuilds(config, log)
 
 
 @pytest.fixture(scope="session")
