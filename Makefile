@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 CORES  ?= 2
+# pytest-xdist workers: one more than the cores, as much of the suite waits on subprocesses (Snakemake, R, SLURM)
+TEST_WORKERS ?= 3
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -40,7 +42,7 @@ demo: setup
 	$(BIN)/snakemake --cores $(CORES)
 
 test: setup
-	$(BIN)/python -m pytest -n $(CORES) -rs --durations=12 tests
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -rs --durations=12 tests
 
 lint: setup
 	$(BIN)/snakemake --lint
