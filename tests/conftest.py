@@ -14,8 +14,8 @@ from scmix.threads import wait_briefly
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 
-# The suite runs in two pytest-xdist workers (make test: -n 2). Torch's OpenMP threads then share
-# the cores with the other worker: they wait briefly instead of spinning (as the workflow's jobs do), and each
+# The suite runs in pytest-xdist workers (make test: -n 3 on two cores). Torch's OpenMP threads then share
+# the cores with the other workers: they wait briefly instead of spinning (as the workflow's jobs do), and each
 # worker's own torch keeps to one thread (a test that needs more sets them itself; a rule sets its job's threads).
 wait_briefly()
 if os.environ.get("PYTEST_XDIST_WORKER"):
