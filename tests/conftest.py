@@ -27,14 +27,18 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # other test is scheduled on its own. (xdist's own --dist loadgroup cannot do this with pytest 9: its group suffix
 # no longer reaches the node ids.) The largest groups are handed out first.
 @functools.cache
-def build_group(nodeid: str) -> str:
-    module = nodeid.split("::", 1)[0]
+def module_group(module: str) -> str | None:
+    """The unit of a test module's tests (its path from the repository), or None: each test on its own."""
     text = (REPO / module).read_text() if (REPO / module).is_file() else ""
     if "tiny_run" in text:
         return "tiny_run"
     if re.search(r'@pytest\.fixture\(scope="(module|session)"', text):
         return module
-    return nodeid
+    return None
+
+
+def build_group(nodeid: str) -> str:
+    return module_group(nodeid.split("::", 1)[0]) or nodeid
 
 
 def pytest_xdist_make_scheduler(config, log):
