@@ -199,5 +199,23 @@ def build_and_fit(architecture: str, model_kwargs: Mapping, data, cfg: TrainConf
     return model, fit(model, data, cfg)
 
 
+def fit_many(models: list[torch.nn.Module], datas: list, cfgs: list[TrainConfig]) -> list[pd.DataFrame]:
+    """Train several models together on one device (each with its own cells and settings); each ends as
+    ``fit(model, data, cfg)`` alone would, and its history is the one that call would return."""
+    return [fit(m, d, c) for m, d, c in zip(models, datas, cfgs, strict=True)]
+
+
+def build_and_fit_many(architectures: list[str], model_kwargs: list[Mapping], datas: list, cfgs: list[TrainConfig]):
+    """``build_and_fit`` for several models at once: each is built after seeding with its own seed, then all
+    train together (``fit_many``); returns [(model, history), ...] in the order given."""
+    from scmix.models.modules import build_model
+
+    models = []
+    for arch, kwargs, cfg in zip(architectures, model_kwargs, cfgs, strict=True):
+        seed_everything(cfg.seed)
+        models.append(build_model(arch, **kwargs))
+    return list(zip(models, fit_many(models, datas, cfgs), strict=True))
+
+
 def config_dict(cfg: TrainConfig) -> dict:
     return asdict(cfg)
