@@ -53,6 +53,7 @@ DEFAULTS = {
     "val_fraction": 0.1,
     "patience": 15,
     "device": "auto",
+    "cuda_graphs": True,
     # scheduling
     "threads": 2,
     "gpu": 1,

@@ -19,6 +19,7 @@ import torch
 from scmix.errors import ScmixInputError
 from scmix.models.modelspec import DEFAULTS, KL_SCHEDULES
 from scmix.models.modules.counts import CellData
+from scmix.models.steps import make_step
 
 log = logging.getLogger("scmix.models.train")
 
@@ -40,6 +41,7 @@ class TrainConfig:
     patience: int = _D["patience"]
     seed: int = 0
     device: str = _D["device"]
+    cuda_graphs: bool = _D["cuda_graphs"]
 
     @classmethod
     def from_mapping(cls, cfg: Mapping, **overrides) -> TrainConfig:
@@ -97,47 +99,73 @@ def kl_weight(epoch: int, cfg: TrainConfig) -> float:
     return 1.0
 
 
-def fit(model: torch.nn.Module, data, cfg: TrainConfig) -> pd.DataFrame:
-    """Train ``model`` on ``data`` (a CellData, or a cells x genes count matrix); restore the best state.
+class _Run:
+    """One model's training, a step at a time (``steps()`` yields after each), so that several models can take
+    turns on one device (``fit_many``). Batches are cut from sparse rows resident on the training device;
+    losses are summed on the device and read back once per epoch."""
 
-    Batches are cut from sparse rows resident on the training device; losses are summed on the device and
-    read back once per epoch.
-    """
-    device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
-    model.to(device)
-    data = as_cell_data(data, device)
-    n = len(data)
-    gen = np.random.default_rng(cfg.seed)
-    order = gen.permutation(n)
-    n_val = int(round(cfg.val_fraction * n)) if cfg.val_fraction > 0 else 0
-    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-    if hasattr(model, "fit_library_prior"):
-        model.fit_library_prior(data.batch(torch.as_tensor(train_idx)).counts.row_sums())
-    train_idx_t = torch.as_tensor(train_idx, device=device)
-    # the fused kernel updates every parameter in one op: ~10 % faster per epoch on CPU for the LDVAE
-    fused = device.type in ("cpu", "cuda")
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
-    torch_gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    def __init__(self, model: torch.nn.Module, data, cfg: TrainConfig):
+        self.model, self.cfg = model, cfg
+        self.device = device = resolve_device(cfg.device)
+        seed_everything(cfg.seed)
+        model.to(device)
+        self.data = data = as_cell_data(data, device)
+        n = len(data)
+        order = np.random.default_rng(cfg.seed).permutation(n)
+        self.n_val = int(round(cfg.val_fraction * n)) if cfg.val_fraction > 0 else 0
+        self.val_idx, train_idx = np.sort(order[: self.n_val]), np.sort(order[self.n_val :])
+        if hasattr(model, "fit_library_prior"):
+            model.fit_library_prior(data.batch(torch.as_tensor(train_idx)).counts.row_sums())
+        self.n_train = len(train_idx)
+        self.train_idx = torch.as_tensor(train_idx, device=device)
+        graphs = bool(cfg.cuda_graphs) and device.type == "cuda"
+        # the fused kernel updates every parameter in one op: ~10 % faster per epoch on CPU for the LDVAE;
+        # capturable keeps Adam's step count on the device, so that a CUDA graph can replay the update
+        fused = device.type in ("cpu", "cuda")
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused,
+                               capturable=graphs)  # fmt: skip
+        self.step = make_step(model, opt, data, device, self.train_idx, cfg.batch_size, graphs=graphs,
+                              seed=cfg.seed, log=log)  # fmt: skip
+        self.torch_gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        self.history: list[dict] = []
 
-    history, best, best_state, stale = [], math.inf, None, 0
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        beta = kl_weight(epoch, cfg)
-        model.train()
-        perm = train_idx_t[torch.randperm(len(train_idx), generator=torch_gen).to(device)]
-        totals = torch.zeros(2, device=device)
-        for start in range(0, len(perm), cfg.batch_size):
-            idx = perm[start : start + cfg.batch_size]
-            if len(idx) < 2:  # batch norm needs two cells
-                continue
-            out = model(data.batch(idx))
-            loss = (out["recon"] + beta * out["kl"]).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            totals += torch.stack([out["recon"].detach().sum(), out["kl"].detach().sum()])
-        recon, kl = (totals / len(train_idx)).tolist()
+    def steps(self):
+        """Train, yielding after every optimiser step; at the end the best state is restored."""
+        cfg, model, step = self.cfg, self.model, self.step
+        seed_everything(cfg.seed)  # the draws of training start from the seed, however many runs were set up since
+        best, best_state, stale = math.inf, None, 0
+        for epoch in range(1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            beta = kl_weight(epoch, cfg)
+            model.train()
+            step.begin_epoch(beta)
+            perm = self.train_idx[torch.randperm(self.n_train, generator=self.torch_gen).to(self.device)]
+            for start in range(0, len(perm), cfg.batch_size):
+                idx = perm[start : start + cfg.batch_size]
+                if len(idx) < 2:  # batch norm needs two cells
+                    continue
+                step(idx)
+                yield
+            recon, kl = (step.totals / self.n_train).tolist()  # the epoch's one read back to the host
+            row = self._end_epoch(epoch, beta, recon, kl, t0)
+            score = row["val_elbo"] if self.n_val else row["train_elbo"]
+            if not math.isfinite(score):
+                raise TrainingDiverged(
+                    f"validation loss became {score} at epoch {epoch}; try a lower lr (now {cfg.lr})"
+                )
+            if score < best - 1e-4:
+                best, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
+            else:
+                stale += 1
+                if cfg.patience and stale >= cfg.patience:
+                    log.info("early stop at epoch %d; best -ELBO %.2f", epoch, best)
+                    break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        model.eval()
+
+    def _end_epoch(self, epoch: int, beta: float, recon: float, kl: float, t0: float) -> dict:
+        cfg = self.cfg
         train_seconds = time.perf_counter() - t0
         if not (math.isfinite(recon) and math.isfinite(kl)):
             raise TrainingDiverged(
@@ -145,34 +173,33 @@ def fit(model: torch.nn.Module, data, cfg: TrainConfig) -> pd.DataFrame:
                 f"(now {cfg.lr}), a longer KL warm-up, or check the input for extreme values"
             )
         row = {"epoch": epoch, "kl_weight": beta, "train_recon": recon, "train_kl": kl, "train_elbo": recon + kl}
-        if n_val:
-            row.update(evaluate_elbo(model, data, val_idx, cfg.batch_size, prefix="val"))
-            score = row["val_elbo"]
-        else:
-            score = row["train_elbo"]
+        if self.n_val:
+            row.update(evaluate_elbo(self.model, self.data, self.val_idx, cfg.batch_size, prefix="val"))
         row["train_seconds"] = train_seconds  # the pass over the training cells
         row["seconds"] = time.perf_counter() - t0  # ... and the validation pass
-        history.append(row)
+        self.history.append(row)
         log.info(
             "epoch %d/%d  train -ELBO %.2f (recon %.2f, KL %.2f, weight %.2f)%s  %.2fs",
             epoch, cfg.epochs, row["train_elbo"], recon, kl, beta,
-            f"  val -ELBO {row['val_elbo']:.2f} (recon {row['val_recon']:.2f})" if n_val else "", row["seconds"],
+            f"  val -ELBO {row['val_elbo']:.2f} (recon {row['val_recon']:.2f})" if self.n_val else "", row["seconds"],
         )  # fmt: skip
-        if not math.isfinite(score):
-            raise TrainingDiverged(f"validation loss became {score} at epoch {epoch}; try a lower lr (now {cfg.lr})")
-        if score < best - 1e-4:
-            best, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
-        else:
-            stale += 1
-            if cfg.patience and stale >= cfg.patience:
-                log.info("early stop at epoch %d; best -ELBO %.2f", epoch, best)
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    hist = pd.DataFrame(history)
-    hist["best"] = hist["epoch"] == hist.loc[hist["val_elbo" if n_val else "train_elbo"].idxmin(), "epoch"]
-    return hist
+        return row
+
+    def history_table(self) -> pd.DataFrame:
+        hist = pd.DataFrame(self.history)
+        hist["best"] = hist["epoch"] == hist.loc[hist["val_elbo" if self.n_val else "train_elbo"].idxmin(), "epoch"]
+        return hist
+
+
+def fit(model: torch.nn.Module, data, cfg: TrainConfig) -> pd.DataFrame:
+    """Train ``model`` on ``data`` (a CellData, or a cells x genes count matrix); restore the best state.
+
+    On a CUDA device the step is captured as a CUDA graph and replayed (``scmix.models.steps``; ``cuda_graphs:
+    false`` turns that off); elsewhere it runs eagerly."""
+    run = _Run(model, data, cfg)
+    for _ in run.steps():
+        pass
+    return run.history_table()
 
 
 @torch.no_grad()
@@ -201,8 +228,30 @@ def build_and_fit(architecture: str, model_kwargs: Mapping, data, cfg: TrainConf
 
 def fit_many(models: list[torch.nn.Module], datas: list, cfgs: list[TrainConfig]) -> list[pd.DataFrame]:
     """Train several models together on one device (each with its own cells and settings); each ends as
-    ``fit(model, data, cfg)`` alone would, and its history is the one that call would return."""
-    return [fit(m, d, c) for m, d, c in zip(models, datas, cfgs, strict=True)]
+    ``fit(model, data, cfg)`` alone would, and its history is the one that call would return.
+
+    On a GPU (with ``cuda_graphs``) the models take turns step by step, each replaying its captured step on a
+    CUDA stream of its own with a generator state of its own, so one model's small kernels run beside
+    another's. Elsewhere they train one after another: their random draws come from one global generator,
+    which models stepping in turn would share."""
+    runs = [_Run(m, d, c) for m, d, c in zip(models, datas, cfgs, strict=True)]
+    if not all(run.step.graphed for run in runs):  # the CPU, or CUDA without graphs: one global generator
+        for run in runs:
+            for _ in run.steps():
+                pass
+        return [run.history_table() for run in runs]
+    pending = [(run, run.steps(), torch.cuda.Stream(device=run.device)) for run in runs]
+    for run, _, stream in pending:
+        stream.wait_stream(torch.cuda.current_stream(run.device))
+    while pending:
+        for item in list(pending):
+            run, steps, stream = item
+            with torch.cuda.stream(stream):
+                if next(steps, StopIteration) is StopIteration:
+                    pending.remove(item)
+    for run in runs:
+        torch.cuda.synchronize(run.device)
+    return [run.history_table() for run in runs]
 
 
 def build_and_fit_many(architectures: list[str], model_kwargs: list[Mapping], datas: list, cfgs: list[TrainConfig]):

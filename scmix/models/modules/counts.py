@@ -20,23 +20,37 @@ import torch
 
 @dataclass
 class SparseRows:
-    """A few cells' counts as CSR tensors, plus the row index of every stored value."""
+    """A few cells' counts as CSR tensors, plus the row index of every stored value.
 
-    crow: torch.Tensor  # (n_rows + 1,) int64
+    A fixed-shape batch (``CellData.fixed_batch``, for a training step captured once and replayed) holds a set
+    number of stored values: its CSR has one more row than cells (``padded``), a padding row of zeros at col 0
+    that every per-cell sum and dense view leaves out.
+    """
+
+    crow: torch.Tensor  # (n_rows + 1 [+ 1 padding row],) int64
     col: torch.Tensor  # (nnz,) int64
     val: torch.Tensor  # (nnz,) float32 (float64 at evaluation)
     n_genes: int
     log_factorial: torch.Tensor | None = None  # (n_rows,) sum of lgamma(x + 1) per cell, if precomputed
+    padded: bool = False  # the last CSR row is padding, not a cell
+    row: torch.Tensor | None = None  # (nnz,) the CSR row of each stored value, if the caller has it
 
     def __post_init__(self):
-        lengths = self.crow[1:] - self.crow[:-1]
-        self.row = torch.repeat_interleave(
-            torch.arange(len(lengths), device=self.crow.device), lengths, output_size=self.val.numel()
-        )
+        if self.row is None:
+            lengths = self.crow[1:] - self.crow[:-1]
+            self.row = torch.repeat_interleave(
+                torch.arange(len(lengths), device=self.crow.device), lengths, output_size=self.val.numel()
+            )
+
+    @property
+    def n_slots(self) -> int:
+        """CSR rows, the padding row included."""
+        return self.crow.numel() - 1
 
     @property
     def n_rows(self) -> int:
-        return self.crow.numel() - 1
+        """Cells."""
+        return self.n_slots - int(self.padded)
 
     def row_log_factorial(self) -> torch.Tensor:
         """Per cell, sum of lgamma(x + 1) over its counts: the data-only term of count likelihoods."""
@@ -46,21 +60,25 @@ class SparseRows:
 
     @property
     def flat_index(self) -> torch.Tensor:
-        """Position of each stored value in the row-major dense matrix."""
+        """Position of each stored value in the row-major dense (cells x genes) matrix, for gathering from it;
+        padding reads the last cell's entry (a finite value that no per-cell sum keeps)."""
+        if self.padded:
+            return self.row.clamp(max=self.n_rows - 1) * self.n_genes + self.col
         return self.row * self.n_genes + self.col
 
     def dense(self, values: torch.Tensor | None = None) -> torch.Tensor:
         """The dense matrix of the stored values (or of ``values``, one per stored count, e.g. log1p)."""
-        out = torch.zeros(self.n_rows, self.n_genes, dtype=self.val.dtype, device=self.val.device)
-        out.view(-1)[self.flat_index] = self.val if values is None else values
-        return out
+        out = torch.zeros(self.n_slots * self.n_genes, dtype=self.val.dtype, device=self.val.device)
+        out[self.row * self.n_genes + self.col] = self.val if values is None else values
+        return out.view(self.n_slots, self.n_genes)[: self.n_rows]
 
     def row_sums(self) -> torch.Tensor:
-        return torch.zeros(self.n_rows, dtype=self.val.dtype, device=self.val.device).index_add_(0, self.row, self.val)
+        return self.segment_sum(self.val)
 
     def segment_sum(self, values: torch.Tensor) -> torch.Tensor:
         """Sum per cell of one value per stored count."""
-        return torch.zeros(self.n_rows, dtype=values.dtype, device=values.device).index_add(0, self.row, values)
+        out = torch.zeros(self.n_slots, dtype=values.dtype, device=values.device).index_add(0, self.row, values)
+        return out[: self.n_rows] if self.padded else out
 
     @classmethod
     def from_dense(cls, x: torch.Tensor) -> SparseRows:
@@ -154,6 +172,33 @@ class CellData:
         val, log_factorial = (self._val64, self.log_factorial64) if wide else (self.val, self.log_factorial)
         rows = SparseRows(crow, self.col[pos], val[pos], self.n_genes, log_factorial[idx])
         target = None if self.target is None else self.target[idx].to(dtype)
+        return Batch(rows, None if self.codes is None else self.codes[idx], target)
+
+    def capacity(self, idx, batch_size: int) -> int:
+        """Stored values a fixed-shape batch of ``batch_size`` of the cells ``idx`` needs: the sum of the
+        ``batch_size`` longest of their rows (one host read, before training)."""
+        idx = torch.as_tensor(idx, dtype=torch.long, device=self.device)
+        lengths = self.crow[idx + 1] - self.crow[idx]
+        return max(int(torch.topk(lengths, min(batch_size, len(idx))).values.sum()), 1)
+
+    def fixed_batch(self, idx: torch.Tensor, capacity: int) -> Batch:
+        """The cells ``idx`` as a Batch of fixed shape: ``capacity`` stored values (``capacity()``), the unused
+        ones padding. Shapes depend only on ``len(idx)`` and ``capacity`` and nothing is read back to the host,
+        so a training step built on it can be captured once and replayed (a CUDA graph)."""
+        n = idx.numel()
+        starts = self.crow[idx]
+        lengths = self.crow[idx + 1] - starts
+        lengths = torch.cat([lengths, (capacity - lengths.sum()).reshape(1)])  # the padding row's share
+        crow = torch.zeros(n + 2, dtype=torch.long, device=self.device)
+        torch.cumsum(lengths, 0, out=crow[1:])
+        row = torch.repeat_interleave(torch.arange(n + 1, device=self.device), lengths, output_size=capacity)
+        real = row < n
+        starts = torch.cat([starts, starts.new_zeros(1)])
+        pos = (starts[row] + torch.arange(capacity, device=self.device) - crow[row]).clamp(max=self.val.numel() - 1)
+        val = torch.where(real, self.val[pos], 0.0)
+        col = torch.where(real, self.col[pos], 0)
+        rows = SparseRows(crow, col, val, self.n_genes, self.log_factorial[idx], padded=True, row=row)
+        target = None if self.target is None else self.target[idx]
         return Batch(rows, None if self.codes is None else self.codes[idx], target)
 
     def batches(self, batch_size: int, dtype: torch.dtype = torch.float32):

@@ -49,8 +49,9 @@ def mlp(sizes: list[int], dropout: float, norm: str) -> nn.Sequential:
 
 def _normal_kl(mean, logvar, prior_mean=0.0, prior_logvar=0.0) -> torch.Tensor:
     """KL(N(mean, e^logvar) || N(prior_mean, e^prior_logvar)), summed over the last dimension."""
+    inverse_prior_var = torch.exp(-prior_logvar) if torch.is_tensor(prior_logvar) else math.exp(-prior_logvar)
     return 0.5 * (
-        prior_logvar - logvar + (torch.exp(logvar) + (mean - prior_mean) ** 2) * math.exp(-prior_logvar) - 1.0
+        prior_logvar - logvar + (torch.exp(logvar) + (mean - prior_mean) ** 2) * inverse_prior_var - 1.0
     ).sum(-1)
 
 
@@ -232,7 +233,7 @@ class VAE(nn.Module):
             else:
                 l_mean, l_logvar = self._library_posterior(x_in)
                 log_l = l_mean + torch.randn_like(l_mean) * torch.exp(0.5 * l_logvar) if self.training else l_mean
-                prior_logvar = 2 * math.log(float(self.log_library_scale))
+                prior_logvar = 2 * torch.log(self.log_library_scale.double())  # a tensor: no read back to the host
                 kl_l = _normal_kl(l_mean, l_logvar, self.log_library_loc, prior_logvar)
         recon = -self.lik.cell_log_lik(batch, self.decode(z, emb), log_l)
         return {"recon": recon, "kl": kl_z + kl_l, "kl_z": kl_z, "kl_l": kl_l, "z_mean": mean}
