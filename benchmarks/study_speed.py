@@ -118,7 +118,8 @@ def scmix_shared(X, epochs: int, device: str, n_models: int) -> dict:
     joint = np.median if device == "cuda" else np.sum
     return {"seconds_per_epoch": float(joint([_median_after_first(h["train_seconds"]) for h in hists])),
             "seconds_with_validation": float(joint([_median_after_first(h["seconds"]) for h in hists])),
-            "val_elbo_last": [float(h["val_elbo"].iloc[-1]) for h in hists], "wall_seconds": wall, "models": n}  # fmt: skip
+            "val_elbo_last": [float(h["val_elbo"].iloc[-1]) for h in hists], "wall_seconds": wall,
+            "models": n}  # fmt: skip
 
 
 def peer(X, held, epochs: int, device: str) -> dict:
