@@ -95,10 +95,10 @@ def _median_after_first(values) -> float:
     return float(np.median(values[1:] if len(values) > 1 else values))
 
 
-def scmix_alone(X, epochs: int, device: str) -> dict:
+def scmix_alone(X, epochs: int, device: str) -> tuple[torch.nn.Module, dict]:
     data = CellData(X, device=device)
-    _, hist = build_and_fit("ldvae", {"n_genes": X.shape[1], **MODEL}, data, train_config(epochs, device, 0))
-    return {"seconds_per_epoch": _median_after_first(hist["train_seconds"]),
+    model, hist = build_and_fit("ldvae", {"n_genes": X.shape[1], **MODEL}, data, train_config(epochs, device, 0))
+    return model, {"seconds_per_epoch": _median_after_first(hist["train_seconds"]),
             "seconds_with_validation": _median_after_first(hist["seconds"]),
             "val_elbo_first": float(hist["val_elbo"].iloc[0]), "val_elbo_last": float(hist["val_elbo"].iloc[-1]),
             "models": 1}  # fmt: skip
@@ -120,6 +120,47 @@ def scmix_shared(X, epochs: int, device: str, n_models: int) -> dict:
             "seconds_with_validation": float(joint([_median_after_first(h["seconds"]) for h in hists])),
             "val_elbo_last": [float(h["val_elbo"].iloc[-1]) for h in hists], "wall_seconds": wall,
             "models": n}  # fmt: skip
+
+
+def evaluation_seconds(module, held, device: str) -> dict:
+    """Seconds of rule evaluate's three passes over an eval set of ``held`` cells, on ``device``: the study's
+    reconstruction metric (with the per-gene fit), the held-out log p(x) from 100 importance samples (float64),
+    and the posterior-predictive checks; each in 2,048-cell chunks as the rule runs them."""
+    import anndata as ad
+    import pandas as pd
+
+    from scmix.evaluation.metrics import evaluate_cells
+    from scmix.evaluation.ppc import CheckAccumulator, top_variable
+    from scmix.models.modelspec import resolve
+    from scmix.models.trained import TrainedModel
+
+    genes = [f"g{i}" for i in range(held.shape[1])]
+    spec = resolve("ldvae", {"architecture": "ldvae", **MODEL})
+    model = TrainedModel.from_module(module, spec=spec, genes=genes, device=device)
+    cells = model.prepare(ad.AnnData(held, obs=pd.DataFrame(index=[f"c{i}" for i in range(held.shape[0])]),
+                                     var=pd.DataFrame(index=genes)))  # fmt: skip
+    out = {"cells": held.shape[0]}
+
+    def timed(name, call):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        call()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        out[name] = time.perf_counter() - t0
+
+    timed("reconstruction", lambda: evaluate_cells(model, cells, chunk_cells=2048))
+    timed("log_px_100_samples", lambda: model.heldout_likelihood(cells, n_samples=100))
+
+    def checks():
+        acc = CheckAccumulator(held.shape[1], top_variable(cells.counts, 200))
+        for start, replicate in model.posterior_predictive(cells, chunk_cells=2048):
+            acc.add(cells.counts[start : start + len(replicate)], replicate)
+        acc.summary()
+
+    timed("posterior_checks", checks)
+    return out
 
 
 def peer(X, held, epochs: int, device: str) -> dict:
@@ -150,10 +191,14 @@ def main(argv=None) -> int:
     ap.add_argument("--genes", type=int, default=19_000)
     ap.add_argument("--epochs", type=int, default=3, help="at least 2: the first carries capture and warm-up")
     ap.add_argument("--device", default="cuda", choices=["cpu", "cuda"])
-    ap.add_argument("--models", type=int, help="models side by side on the device (default 4 on cuda, 1 on cpu)")
+    ap.add_argument("--models", type=int, nargs="+",
+                    help="models side by side on the device, one measurement per number (default 4 on cuda, none "
+                         "on cpu, where they train one after another)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=2, help="torch threads on the CPU")
     ap.add_argument("--peer-epochs", type=int, help="LinearSCVI's epochs (default --epochs)")
     ap.add_argument("--no-peer", action="store_true", help="scmix alone, without scvi-tools")
+    ap.add_argument("--eval-cells", type=int, default=20_000,
+                    help="cells of the eval set whose evaluation is timed (0: none)")  # fmt: skip
     ap.add_argument("--study-models", type=int, default=40)
     ap.add_argument("--study-epochs", type=int, default=250)
     ap.add_argument("--json", type=Path)
@@ -164,7 +209,7 @@ def main(argv=None) -> int:
         ap.error("--cells must be at least 1000 and --genes at least 100")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise fail(f"--device cuda: torch {torch.__version__} sees no CUDA GPU here; use --device cpu")
-    n_models = args.models or (4 if args.device == "cuda" else 1)
+    shared = args.models if args.models is not None else ([4] if args.device == "cuda" else [])
     if not args.no_peer:
         try:
             import scvi  # noqa: F401
@@ -174,7 +219,8 @@ def main(argv=None) -> int:
     gpu = torch.cuda.get_device_name(0) if args.device == "cuda" else "none"
     start_load = load_average()
     t0 = time.perf_counter()
-    X = simulate(args.cells + HELDOUT, args.genes, torch.device(args.device))
+    n_held = max(args.eval_cells or 0, HELDOUT)
+    X = simulate(args.cells + n_held, args.genes, torch.device(args.device))
     X, held = X[: args.cells], X[args.cells :]
     n_train = args.cells - int(round(0.1 * args.cells))
     print(f"{args.cells} x {args.genes} simulated in {time.perf_counter() - t0:.1f} s: {X.nnz / X.shape[0]:.0f} "
@@ -183,16 +229,18 @@ def main(argv=None) -> int:
           f"load average {start_load}", flush=True)  # fmt: skip
     rows = {}
     try:
-        rows["scmix LDVAE"] = scmix_alone(X, args.epochs, args.device)
-        if n_models > 1:
-            rows[f"scmix LDVAE x {n_models} sharing the device"] = scmix_shared(X, args.epochs, args.device, n_models)
+        module, rows["scmix LDVAE"] = scmix_alone(X, args.epochs, args.device)
+        for n in shared:
+            if n > 1:
+                rows[f"scmix LDVAE × {n} sharing the device"] = scmix_shared(X, args.epochs, args.device, n)
     except TrainingDiverged as err:
         raise fail(f"scmix training diverged: {err}") from None
     if not args.no_peer:
-        rows["scvi-tools LinearSCVI"] = peer(X, held, args.peer_epochs or args.epochs, args.device)
+        rows["scvi-tools LinearSCVI"] = peer(X, held[:HELDOUT], args.peer_epochs or args.epochs, args.device)
     for name, r in rows.items():
         if not (math.isfinite(r["seconds_per_epoch"]) and r["seconds_per_epoch"] > 0):
             raise fail(f"{name} gave {r['seconds_per_epoch']} seconds per epoch; no result printed")
+    evaluation = evaluation_seconds(module, held[: args.eval_cells], args.device) if args.eval_cells else None
     bound = limit(X, args.device, n_train)
     peer_s = rows.get("scvi-tools LinearSCVI", {}).get("seconds_per_epoch")
     print("\n| model | s/epoch (training) | s/epoch with validation | cells/s per model | × LinearSCVI | "
@@ -212,6 +260,15 @@ def main(argv=None) -> int:
         print(f"\nlimit of scmix's epoch from its arithmetic at this device's measured rates: {bound['seconds']:.3f} s "
               f"({bound['describe']}); measured / limit: {ours / bound['seconds']:.2f}")  # fmt: skip
         rows["limit"] = bound
+    if evaluation is not None:
+        total = sum(v for k, v in evaluation.items() if k != "cells")
+        epoch = rows["scmix LDVAE"]["seconds_with_validation"]
+        print(f"\nevaluation of {evaluation['cells']} held-out cells on {args.device}: reconstruction metric "
+              f"{evaluation['reconstruction']:.2f} s, log p(x) with 100 importance samples "
+              f"{evaluation['log_px_100_samples']:.2f} s, posterior-predictive checks "
+              f"{evaluation['posterior_checks']:.2f} s; {total:.2f} s in all = {total / epoch:.1f} training epochs "
+              f"of this mix")  # fmt: skip
+        rows["evaluation"] = evaluation
     end_load = load_average()
     print(f"load average (1, 5, 15 min): {start_load} before, {end_load} after")
     rows["machine"] = {"gpu": gpu, "device": args.device, "torch": torch.__version__, "threads": args.threads,

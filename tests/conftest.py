@@ -12,7 +12,8 @@ from snakerun import snakemake
 from scmix.threads import wait_briefly
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+# ../shared/data beside the checkout; SCMIX_SHARED_DATA names another copy (the GPU machine gets one carried in)
+SHARED = Path(os.environ.get("SCMIX_SHARED_DATA") or REPO.parent / "shared" / "data")
 
 # The suite runs in pytest-xdist workers (make test: -n 3 on two cores). Torch's OpenMP threads then share
 # the cores with the other workers: they wait briefly instead of spinning (as the workflow's jobs do), and each

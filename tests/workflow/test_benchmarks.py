@@ -243,3 +243,29 @@ def test_rule_resources_sets_peak_memory_against_the_inputs(tmp_path):
     assert qc["jobs"] == 2 and qc["wall_s_total"] == 25.0 and qc["jobs_over_3x_plus_1gib"] == 1
     assert abs(qc["peak_rss_gib"] - 6000 / 1024) < 1e-9 and abs(qc["rss_per_input"] - 6000 * 2**20 / gib) < 1e-9
     assert "| qc | 2 |" in rule_resources.markdown(table.reset_index())
+
+
+def test_study_speed_runs_on_the_cpu_at_a_small_size(tmp_path):
+    """The study-scale benchmark end to end on 3,000 simulated cells: scmix alone and two models sharing the device,
+    evaluation timed, the study projected; its figures are positive and consistent with each other."""
+    out = tmp_path / "study.json"
+    proc = _run([sys.executable, str(REPO / "benchmarks" / "study_speed.py"), "--cells", "3000", "--genes", "400",
+                 "--epochs", "2", "--device", "cpu", "--models", "2", "--no-peer", "--eval-cells", "500",
+                 "--json", str(out)])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    alone, shared = rows["scmix LDVAE"], rows["scmix LDVAE × 2 sharing the device"]
+    for r in (alone, shared):
+        assert r["seconds_per_epoch"] > 0 and r["cells_per_second"] > 0 and r["study_hours"] > 0
+    assert alone["val_elbo_last"] < alone["val_elbo_first"]  # it trains
+    assert shared["models"] == 2 and len(shared["val_elbo_last"]) == 2
+    assert rows["evaluation"]["cells"] == 500 and rows["evaluation"]["log_px_100_samples"] > 0
+    assert "load average" in proc.stdout and "| scmix LDVAE |" in proc.stdout
+
+
+def test_study_speed_on_cuda_without_a_gpu_says_so_in_one_line():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible here")
+    proc = _run([sys.executable, str(REPO / "benchmarks" / "study_speed.py"), "--device", "cuda", "--no-peer"])
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0 and "sees no CUDA GPU" in proc.stderr, proc.stderr
