@@ -18,6 +18,8 @@ Nothing here reads or writes files.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 WARMUP = 3  # eager steps of a batch shape before it is captured (CUDA's lazy initialisation happens in them)
@@ -84,16 +86,33 @@ class FixedStep:
         self.totals += torch.stack([out["recon"].detach().sum(), out["kl"].detach().sum()])
 
     def _next(self, idx: torch.Tensor) -> _Shape:
-        """The model's own generator state made current (on CUDA, where it has one), and ``idx`` copied into
-        the static index buffer of its shape."""
-        if self.rng is not None:
-            torch.cuda.default_generators[self.device.index or 0].graphsafe_set_state(self.rng)
+        """``idx`` copied into the static index buffer of its shape."""
         shape = self.shapes[idx.numel()]
         shape.idx.copy_(idx)
         return shape
 
+    @contextlib.contextmanager
+    def own_rng(self):
+        """The model's own CUDA generator state made current for its step (where it has one), and the state that
+        was current put back after it, so that another model's seeding never reseeds this one's draws."""
+        if self.rng is None:
+            yield
+            return
+        generator = torch.cuda.default_generators[self.device.index or 0]
+        previous = generator.graphsafe_get_state()
+        generator.graphsafe_set_state(self.rng)
+        try:
+            yield
+        finally:
+            generator.graphsafe_set_state(previous)
+
     def __call__(self, idx: torch.Tensor) -> None:
-        self._compute(self._next(idx))
+        shape = self._next(idx)
+        with self.own_rng():
+            self._run(shape)
+
+    def _run(self, shape: _Shape) -> None:
+        self._compute(shape)
 
 
 class GraphedStep(FixedStep):
@@ -112,20 +131,17 @@ class GraphedStep(FixedStep):
         self.pool = None
         self.side = torch.cuda.Stream(device=device)
 
-    def __call__(self, idx: torch.Tensor) -> None:
-        shape = self._next(idx)
+    def _run(self, shape: _Shape) -> None:
+        """A few steps op by op on a side stream, then the step captured, then replayed."""
         if shape.graph is not None:
             shape.graph.replay()
             return
-        if shape.calls < WARMUP:
+        if shape.calls < WARMUP or self.failed:
             shape.calls += 1
             self.side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(self.side):
                 self._compute(shape)
             torch.cuda.current_stream(self.device).wait_stream(self.side)
-            return
-        if self.failed:
-            self._compute(shape)
             return
         graph = torch.cuda.CUDAGraph()
         try:
@@ -134,7 +150,7 @@ class GraphedStep(FixedStep):
         except RuntimeError as err:
             self.failed = " ".join(str(err).split())[:300]
             if self.log is not None:
-                self.log.warning("the training step could not be captured as a CUDA graph; it runs eagerly on "
+                self.log.warning("the training step could not be captured as a CUDA graph; it runs op by op on "
                                  "fixed-shape batches: %s", self.failed)  # fmt: skip
             torch.cuda.synchronize(self.device)
             self._compute(shape)
