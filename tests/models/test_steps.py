@@ -192,3 +192,31 @@ def test_fit_on_the_cpu_is_unchanged_by_the_step_machinery(pbmc_cells):
     assert hist.drop(columns=["train_seconds", "seconds"]).equals(
         run.history_table().drop(columns=["train_seconds", "seconds"])
     )
+
+
+@cuda
+def test_on_a_gpu_an_epoch_of_captured_steps_never_waits_on_the_host(pbmc_cells):
+    """After the first epoch (warm-up and capture of both batch shapes), a whole epoch of steps runs with torch's
+    sync debug mode set to raise on any operation that makes the host wait for the GPU."""
+    from scmix.models.steps import GraphedStep
+
+    X, codes = pbmc_cells
+    model = _model("ldvae-nb", X.shape[1])
+    run = _Run(model, _data(X, codes, model), TrainConfig(**{**CFG.__dict__, "device": "cuda"}))
+    assert isinstance(run.step, GraphedStep)
+    batches = [run.train_idx[start : start + CFG.batch_size] for start in range(0, run.n_train, CFG.batch_size)]
+    batches = [b for b in batches if len(b) >= 2]
+    for _ in range(4):  # WARMUP eager steps of each shape, then its capture
+        run.step.begin_epoch(1.0)
+        for idx in batches:
+            run.step(idx)
+    assert all(s.graph is not None for s in run.step.shapes.values()) and not run.step.failed
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        run.step.begin_epoch(0.5)
+        for idx in batches:
+            run.step(idx)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.isfinite(run.step.totals).all()
