@@ -53,7 +53,7 @@ def per_rule(table: pd.DataFrame) -> pd.DataFrame:
             "input_gib": peak["input_bytes"] / GIB, "rss_per_input": peak["ratio"],
             "jobs_over_3x_plus_1gib": int(group["over"].sum()),
         })  # fmt: skip
-    order = ["parse", "qc", "split", "mix", "train", "evaluate", "synthetic"]
+    order = ["parse", "qc", "split", "mix", "train", "train_seeds", "evaluate", "synthetic"]
     out = pd.DataFrame(out)
     return out.sort_values("rule", key=lambda r: r.map({k: i for i, k in enumerate(order)}).fillna(99))
 

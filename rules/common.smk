@@ -72,6 +72,8 @@ LINEAR_MODELS = [
     if s["architecture"] in modelspec.LINEAR_ARCHITECTURES
 ]
 SEEDS = [int(s) for s in config["seeds"]]
+# models.NAME.seeds_together: every seed of the model on a mix trained in one job (rule train_seeds), not one per seed
+SEEDS_TOGETHER_MODELS = [m for m, s in MODEL_SPECS.items() if s["seeds_together"]]
 EVAL_SETS = study.eval_sets(config)
 # genes.universe "all": every mix is cut to the genes of all datasets' training cells (one gene space)
 GENE_UNIVERSE_DATASETS = DATASETS if config["genes"]["universe"] == "all" else []
@@ -107,6 +109,25 @@ def model_architecture(wildcards):
     return MODEL_SPECS[wildcards.model]["architecture"]
 
 
+def model_threads(wildcards):
+    """A training job's threads, GPUs and device: the model's scheduling settings (they do not make a trained model
+    out of date)."""
+    return MODEL_SPECS[wildcards.model]["threads"]
+
+
+def model_gpus(wildcards):
+    return MODEL_SPECS[wildcards.model]["gpu"]
+
+
+def model_device(wildcards):
+    return MODEL_SPECS[wildcards.model]["device"]
+
+
+def model_training_spec(wildcards):
+    """What a trained model depends on: its spec without the scheduling keys."""
+    return modelspec.training_spec(MODEL_SPECS[wildcards.model])
+
+
 def model_env(wildcards):
     """The conda env of the jobs that run a model; scvi-tools models have their own."""
     scvi = MODEL_SPECS[wildcards.model]["architecture"] in modelspec.SCVI_ARCHITECTURES
@@ -133,6 +154,12 @@ def one_of_pattern(names):
 
 
 LINEAR_MODEL_PATTERN = one_of_pattern(LINEAR_MODELS)
+# which models train seed by seed (rule train) and which every seed of a mix together (rule train_seeds), so that
+# one rule alone makes each model file
+SEED_BY_SEED_MODEL_PATTERN = one_of_pattern(
+    [m for m in MODELS if m not in SEEDS_TOGETHER_MODELS]
+)
+SEEDS_TOGETHER_MODEL_PATTERN = one_of_pattern(SEEDS_TOGETHER_MODELS)
 SYNTHETIC_MODEL_PATTERN = one_of_pattern(SYNTHETIC_MODELS)
 
 

@@ -1,5 +1,6 @@
 """Running the repository's workflow from tests."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,30 @@ def snakemake(workdir, *args, config=TINY):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(config), *args]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def parse_jobs(text: str) -> list[dict]:
+    """The job blocks of a Snakemake dry run or log: rule, jobid, wildcards, outputs, reason, threads and resources
+    of each."""
+    jobs, job = [], None
+    for line in text.splitlines():
+        if m := re.match(r"(?:local)?rule (\w+):$", line):
+            job = {"rule": m[1], "jobid": None, "wildcards": {}, "output": [], "reason": "", "threads": 1,
+                   "resources": {}}  # fmt: skip
+            jobs.append(job)
+        elif job is not None and line.startswith("    "):
+            key, _, value = line.strip().partition(": ")
+            if key in ("wildcards", "resources"):
+                job[key] = dict(kv.split("=", 1) for kv in value.split(", "))
+            elif key == "output":
+                job["output"] = value.split(", ")
+            elif key == "reason":
+                job["reason"] = value
+            elif key in ("jobid", "threads"):
+                job[key] = int(value)
+        else:
+            job = None
+    return jobs
 
 
 def live_group_members(pgid: int) -> list[int]:

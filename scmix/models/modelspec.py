@@ -57,6 +57,7 @@ DEFAULTS = {
     # scheduling
     "threads": 2,
     "gpu": 1,
+    "seeds_together": False,
 }
 
 # scvi-tools' defaults (scvi.model.SCVI / LinearSCVI, and their train()), except where noted
@@ -77,11 +78,13 @@ SCVI_DEFAULTS = {
     "threads": 2,
     "gpu": 1,
     "device": "auto",
+    "seeds_together": False,  # scmix's models only: true is refused (resolve_scvi)
 }
 SCVI_OBSERVED_LIB_SIZE = {"scvi": True, "scvi_linear": False}
 
-# keys that say where and how a model is trained, not what is trained: they are left out of what reruns training
-SCHEDULING_KEYS = ("threads", "gpu", "device")
+# keys that say where and how a model is trained, not what is trained: they are left out of what reruns training.
+# seeds_together: every seed of the model on a mix in one job (rule train_seeds), each seed's model as its own job's
+SCHEDULING_KEYS = ("threads", "gpu", "device", "seeds_together")
 
 # keys that go to the torch module (the rest drive the trainer or the scheduler)
 MODULE_KEYS = (
@@ -93,6 +96,10 @@ MODULE_KEYS = (
 def resolve_scvi(name: str, spec: Mapping) -> dict:
     """An scvi-tools model's full spec: config values over ``SCVI_DEFAULTS``, checked across keys."""
     out = {**copy.deepcopy(SCVI_DEFAULTS), **copy.deepcopy(dict(spec))}
+    if out["seeds_together"]:
+        raise ValueError(f"config: models.{name}: seeds_together applies to scmix's own architectures "
+                         f"({', '.join(ARCHITECTURES)}); scvi-tools' {out['architecture']} trains one seed per job: "
+                         "remove seeds_together or set it to false")  # fmt: skip
     if out["use_observed_lib_size"] is None:
         out["use_observed_lib_size"] = SCVI_OBSERVED_LIB_SIZE[out["architecture"]]
     if out["dispersion"] == "gene-batch" and not out["batch_key"]:

@@ -386,6 +386,24 @@ def test_a_config_error_of_the_package_reaches_the_user_as_one_line(tmp_path):
     assert "Traceback" not in res.stderr + res.stdout
 
 
+def test_seeds_together_for_an_scvi_tools_model_is_refused_at_start_up_in_one_line(tmp_path):
+    """scvi-tools' trainer fits one model per job: seeds_together on an scvi or scvi_linear model is bad input, said
+    before any job runs (scvi-tools need not be installed to hear it)."""
+    cfg = tiny()
+    cfg["models"]["reference"] = {"architecture": "scvi_linear", "n_latent": 5, "seeds_together": True}
+    res = snakemake(tmp_path, "--cores", "1", config=write(tmp_path / "together.yaml", cfg))
+    out = (res.stdout + res.stderr).splitlines()
+    assert res.returncode != 0 and "Traceback" not in res.stdout + res.stderr and len(out) < 8, out
+    assert (
+        "config: models.reference: seeds_together applies to scmix's own architectures (vae, ldvae, cvae, gmvae); "
+        "scvi-tools' scvi_linear trains one seed per job: remove seeds_together or set it to false"
+    ) in out
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+    cfg["models"]["reference"]["seeds_together"] = False  # what the line says to change
+    validate(cfg, str(SCHEMA))
+    assert not study.model_specs(cfg)["reference"]["seeds_together"]
+
+
 # ------------------------------------------------------------------------------------- config files and long names
 def test_a_config_file_that_gives_a_key_twice_is_refused_with_the_key_and_both_lines(tmp_path):
     text = TINY.read_text()
@@ -430,17 +448,23 @@ def test_a_name_too_long_for_a_file_name_is_refused_at_start_up(tmp_path, sectio
 
 def test_a_diverged_training_and_a_missing_gpu_are_one_line_naming_the_model(tmp_path):
     """A loss that turns NaN (lr 1e30) and ``device: cuda`` on a machine without a GPU each end their training job
-    with one line naming the model (and the mix and seed, for the training), and write no model."""
+    with one line naming the model (and the mix and seed, for the training; the seeds, for seeds trained together),
+    and write no model."""
     import torch
 
     cfg = tiny()
     ldvae = {**cfg["models"]["ldvae"], "epochs": 2}
-    cfg["models"] = {"ldvae": {**ldvae, "lr": 1e30}, "gpu": {**ldvae, "device": "cuda"}}
-    targets = [f"results/models/{m}/blood_only/seed0/model.pt" for m in cfg["models"]]
+    cfg["models"] = {"ldvae": {**ldvae, "lr": 1e30}, "gpu": {**ldvae, "device": "cuda"},
+                     "together": {**ldvae, "lr": 1e30, "seeds_together": True}}  # fmt: skip
+    targets = [f"results/models/{m}/blood_only/seed{s}/model.pt" for m in cfg["models"] for s in cfg["seeds"]]
     res = snakemake(tmp_path, "--cores", "2", "--keep-going", *targets, config=write(tmp_path / "d.yaml", cfg))
     assert res.returncode != 0 and "Traceback" not in res.stdout + res.stderr
     lines = error_lines(res)
     assert ("rule train: model 'ldvae', mix 'blood_only': seed 0: training diverged: loss became NaN/inf at epoch 1 "
+            "(reconstruction nan, KL nan); try a lower lr (now 1e+30), a longer KL warm-up, or check the input for "
+            "extreme values") in lines, lines  # fmt: skip
+    assert ("rule train_seeds: model 'together', mix 'blood_only': seeds 0, 1 (trained together, "
+            "models.together.seeds_together): training diverged in one of them: loss became NaN/inf at epoch 1 "
             "(reconstruction nan, KL nan); try a lower lr (now 1e+30), a longer KL warm-up, or check the input for "
             "extreme values") in lines, lines  # fmt: skip
     if not torch.cuda.is_available():

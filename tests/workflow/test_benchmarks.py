@@ -199,7 +199,7 @@ def test_mix_scale_with_an_unwritable_workdir_stops_with_a_message(tmp_path):
     assert "stage " not in proc.stdout and "atlas: nnz" not in proc.stdout
 
 
-CELL_RULES = ("parse", "qc", "split", "mix", "train", "evaluate", "synthetic")
+CELL_RULES = ("parse", "qc", "split", "mix", "train", "train_seeds", "evaluate", "synthetic")
 
 
 def _rule_paths():

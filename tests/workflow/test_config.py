@@ -43,6 +43,7 @@ def test_shipped_configs_validate_and_get_defaults(config):
         (lambda c: c["models"].update(s={"architecture": "scvi_linear", "hidden": [64]}), "hidden"),
         (lambda c: c["models"].update(s={"architecture": "scvi", "gene_likelihood": "gaussian"}), "gaussian"),
         (lambda c: c["models"]["ldvae"].update(n_layers=2), "n_layers"),
+        (lambda c: c["models"]["ldvae"].update(seeds_together="yes"), "seeds_together"),
         # an R data object: its own keys only, and a file to fetch
         (lambda c: c["datasets"].update(r={"source": "rdata", "url": "file:x.rds", "assays": "counts"}), "assays"),
         (lambda c: c["datasets"].update(r={"source": "rdata", "object": "sce"}), "url"),

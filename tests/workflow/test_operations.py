@@ -25,7 +25,7 @@ import matplotlib.image as mpimg
 import pandas as pd
 import pytest
 import yaml
-from snakerun import REPO, live_group_members, snakemake
+from snakerun import REPO, live_group_members, parse_jobs, snakemake
 
 from scmix.resultdiff import diff_trees
 from scmix.study import eval_sets
@@ -42,28 +42,6 @@ def run(workdir, *args, config, snakefile=None):
     """``snakerun.snakemake``, optionally with another Snakefile (a later -s wins)."""
     extra = ["-s", str(snakefile)] if snakefile else []
     return snakemake(workdir, *extra, *args, config=config)
-
-
-def parse_jobs(text: str) -> list[dict]:
-    """The job blocks of a Snakemake dry run or log: rule, jobid, wildcards, outputs and reason of each."""
-    jobs, job = [], None
-    for line in text.splitlines():
-        if m := re.match(r"(?:local)?rule (\w+):$", line):
-            job = {"rule": m[1], "jobid": None, "wildcards": {}, "output": [], "reason": ""}
-            jobs.append(job)
-        elif job is not None and line.startswith("    "):
-            key, _, value = line.strip().partition(": ")
-            if key == "wildcards":
-                job["wildcards"] = dict(kv.split("=", 1) for kv in value.split(", "))
-            elif key == "output":
-                job["output"] = value.split(", ")
-            elif key == "reason":
-                job["reason"] = value
-            elif key == "jobid":
-                job["jobid"] = int(value)
-        else:
-            job = None
-    return jobs
 
 
 def job_key(job: dict) -> tuple:
