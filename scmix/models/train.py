@@ -83,7 +83,9 @@ def as_cell_data(data, device) -> CellData:
 
 
 class TrainingDiverged(RuntimeError):
-    pass
+    """A loss became NaN or infinite; ``seed`` is the diverged run's seed where several trained together."""
+
+    seed: int | None = None
 
 
 def kl_weight(epoch: int, cfg: TrainConfig) -> float:
@@ -237,10 +239,10 @@ def fit_many(models: list[torch.nn.Module], datas: list, cfgs: list[TrainConfig]
     runs = [_Run(m, d, c) for m, d, c in zip(models, datas, cfgs, strict=True)]
     if not all(run.step.graphed for run in runs):  # the CPU, or CUDA without graphs: one global generator
         for run in runs:
-            for _ in run.steps():
+            for _ in _naming_seed(run):
                 pass
         return [run.history_table() for run in runs]
-    pending = [(run, run.steps(), torch.cuda.Stream(device=run.device)) for run in runs]
+    pending = [(run, _naming_seed(run), torch.cuda.Stream(device=run.device)) for run in runs]
     for run, _, stream in pending:
         stream.wait_stream(torch.cuda.current_stream(run.device))
     while pending:
@@ -252,6 +254,15 @@ def fit_many(models: list[torch.nn.Module], datas: list, cfgs: list[TrainConfig]
     for run in runs:
         torch.cuda.synchronize(run.device)
     return [run.history_table() for run in runs]
+
+
+def _naming_seed(run: _Run):
+    """``run.steps()``, with the run's seed on a TrainingDiverged it raises."""
+    try:
+        yield from run.steps()
+    except TrainingDiverged as err:
+        err.seed = run.cfg.seed
+        raise
 
 
 def build_and_fit_many(architectures: list[str], model_kwargs: list[Mapping], datas: list, cfgs: list[TrainConfig]):

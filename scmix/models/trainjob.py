@@ -98,8 +98,7 @@ class SeedRun:
 
 
 def diverged(err: TrainingDiverged, *, model: str, mix: str, seeds: Sequence[int]) -> ScmixInputError:
-    """The one line of a training that diverged, naming the model, mix and seed (or the seeds trained together)."""
-    if len(seeds) == 1:
-        return ScmixInputError(f"seed {seeds[0]}: training diverged: {err}", model=model, mix=mix)
-    return ScmixInputError(f"seeds {', '.join(map(str, seeds))} (trained together, models.{model}.seeds_together): "
-                           f"training diverged in one of them: {err}", model=model, mix=mix)  # fmt: skip
+    """The one line of a training that diverged, naming the model, mix and seed (and the seeds trained with it)."""
+    seed = seeds[0] if err.seed is None else err.seed  # fit_many names the seed of a run it trained with others
+    together = "" if len(seeds) == 1 else f" (trained together with seeds {', '.join(map(str, seeds))})"
+    return ScmixInputError(f"seed {seed}{together}: training diverged: {err}", model=model, mix=mix)

@@ -448,7 +448,7 @@ def test_a_name_too_long_for_a_file_name_is_refused_at_start_up(tmp_path, sectio
 
 def test_a_diverged_training_and_a_missing_gpu_are_one_line_naming_the_model(tmp_path):
     """A loss that turns NaN (lr 1e30) and ``device: cuda`` on a machine without a GPU each end their training job
-    with one line naming the model (and the mix and seed, for the training; the seeds, for seeds trained together),
+    with one line naming the model (and the mix and seed, for the training, with the seeds trained together with it),
     and write no model."""
     import torch
 
@@ -463,8 +463,8 @@ def test_a_diverged_training_and_a_missing_gpu_are_one_line_naming_the_model(tmp
     assert ("rule train: model 'ldvae', mix 'blood_only': seed 0: training diverged: loss became NaN/inf at epoch 1 "
             "(reconstruction nan, KL nan); try a lower lr (now 1e+30), a longer KL warm-up, or check the input for "
             "extreme values") in lines, lines  # fmt: skip
-    assert ("rule train_seeds: model 'together', mix 'blood_only': seeds 0, 1 (trained together, "
-            "models.together.seeds_together): training diverged in one of them: loss became NaN/inf at epoch 1 "
+    assert ("rule train_seeds: model 'together', mix 'blood_only': seed 0 (trained together with seeds 0, 1): "
+            "training diverged: loss became NaN/inf at epoch 1 "
             "(reconstruction nan, KL nan); try a lower lr (now 1e+30), a longer KL warm-up, or check the input for "
             "extreme values") in lines, lines  # fmt: skip
     if not torch.cuda.is_available():

@@ -50,9 +50,8 @@ def mlp(sizes: list[int], dropout: float, norm: str) -> nn.Sequential:
 def _normal_kl(mean, logvar, prior_mean=0.0, prior_logvar=0.0) -> torch.Tensor:
     """KL(N(mean, e^logvar) || N(prior_mean, e^prior_logvar)), summed over the last dimension."""
     inverse_prior_var = torch.exp(-prior_logvar) if torch.is_tensor(prior_logvar) else math.exp(-prior_logvar)
-    return 0.5 * (
-        prior_logvar - logvar + (torch.exp(logvar) + (mean - prior_mean) ** 2) * inverse_prior_var - 1.0
-    ).sum(-1)
+    squared = torch.exp(logvar) + (mean - prior_mean) ** 2
+    return 0.5 * (prior_logvar - logvar + squared * inverse_prior_var - 1.0).sum(-1)
 
 
 class VAE(nn.Module):
