@@ -162,20 +162,19 @@ class _NBFromLogits(torch.autograd.Function):
       d ll / d log l = its row sum;
     * d ll / d log theta = theta * [log theta + 1 - log t - (theta + x) / t] + at stored counts
       theta * [digamma(x + theta) - digamma(theta)].
-    Per-cell sums over stored counts are segment sums and per-gene ones ``bincount`` on CPU (both independent of
-    the thread count); the dense sums are matrix-vector products over the cells."""
+    Every sum is independent of the thread count on CPU: per cell over stored counts a segment sum, per gene over
+    stored counts a ``bincount``, over cells x genes row and column sums."""
 
     @staticmethod
     def forward(ctx, logits, log_l, log_theta, counts):
         n_rows, n_genes = logits.shape
         theta = torch.exp(log_theta)
-        # mu = l * softmax(logits), in place in one buffer (on CPU a pass into a fresh cells x genes buffer costs
-        # more than one in place)
+        # e = exp(logits - shift) in place in one buffer (on CPU a pass into a fresh cells x genes buffer costs more
+        # than one in place), t = theta + mu = theta + e * l / sum(e) in one pass
         shift = logits.amax(1, keepdim=True)
-        mu = torch.sub(logits, shift).exp_()
-        log_scale = log_l - torch.log(mu.sum(1, keepdim=True))  # log(l / sum_g exp(logit - shift))
-        mu.mul_(torch.exp(log_scale))
-        t = torch.add(mu, theta)
+        e = torch.sub(logits, shift).exp_()
+        log_scale = log_l - torch.log(e.sum(1, keepdim=True))  # log(l / sum_g exp(logit - shift)): mu = e * scale
+        t = torch.addcmul(theta, e, torch.exp(log_scale))
         log_t = torch.log(t)
         # at stored counts: lgamma(x + theta) - lgamma(theta) + x * (log mu - log t), with
         # sum x * log mu = sum x * logit + (log_scale - shift) * sum x per cell
@@ -189,9 +188,13 @@ class _NBFromLogits(torch.autograd.Function):
         at_counts = (torch.lgamma(xth) - torch.lgamma(theta).index_select(0, col)
                      + x * (torch.take(logits, flat) - log_t_nz))  # fmt: skip
         sums, library = _row_sums(crow, at_counts)[:n_rows], _row_sums(crow, x)[:n_rows]
-        per_cell = sums + (log_scale - shift)[:, 0] * library + (theta * log_theta).sum() - torch.mv(log_t, theta)
+        # theta * log t, in place; its row sums (not a matrix-vector product: MKL's gemv sums in a different order
+        # on one thread than on two)
+        theta_log_t = log_t.mul_(theta)
+        per_cell = sums + (log_scale - shift)[:, 0] * library + (theta * log_theta).sum() - theta_log_t.sum(1)
         ctx.save_for_backward(log_l, log_theta)
-        ctx.dense = theta, mu, t, log_t
+        ctx.dense = theta, e, t, theta_log_t
+        ctx.log_scale = log_scale
         ctx.stored = row, col, x, flat, th, xth, log_t_nz
         ctx.real = None if n_csr == n_rows else counts.row < n_rows
         return per_cell - counts.row_log_factorial()[:n_rows]
@@ -202,31 +205,31 @@ class _NBFromLogits(torch.autograd.Function):
         log_l, log_theta = ctx.saved_tensors
         if ctx.dense is None:
             raise RuntimeError("the fused NB likelihood's backward runs once (it reuses its buffers in place)")
-        (theta, mu, t, log_t), (row, col, x, flat, th, xth, log_t_nz) = ctx.dense, ctx.stored
-        ctx.dense = None  # t becomes 1 / t in place below
+        (theta, e, t, theta_log_t), (row, col, x, flat, th, xth, log_t_nz) = ctx.dense, ctx.stored
+        ctx.dense = None  # t and theta_log_t are reused in place below
         w = w.contiguous()
+        w_col = w[:, None]
         grad_logits = grad_log_l = grad_log_theta = None
         x_over_t = x * torch.exp(-log_t_nz)  # x / (theta + mu) at stored counts
+        g = torch.addcmul(-theta, t.reciprocal_(), theta * theta, out=t)  # -theta * mu / t, the zero-count part
         if ctx.needs_input_grad[2]:
+            # d / d log theta = theta log theta sum(w) - sum_c w (theta log t + g) + at stored counts
+            # theta (digamma(x + theta) - digamma(theta) - x / t); the sums over cells are column sums (thread-count
+            # independent, unlike MKL's gemv)
             w_nz = w.index_select(0, row)
             if ctx.real is not None:  # the padding row's stored zero gets no weight
                 w_nz = torch.where(ctx.real, w_nz, 0.0)
             at_counts = w_nz * (digamma_above_one(xth) - torch.digamma(theta).index_select(0, col) - x_over_t)
-            dense = (log_theta + 1.0) * w.sum() - w @ log_t - theta * (w @ t.reciprocal_())
-            grad_log_theta = theta * (dense + _scatter_sum(col, at_counts, theta.numel()))
-            y = t  # 1 / t
-        else:
-            y = t.reciprocal_()
+            over_cells = theta_log_t.add_(g).mul_(w_col).sum(0)
+            grad_log_theta = theta * (log_theta * w.sum() + _scatter_sum(col, at_counts, theta.numel())) - over_cells
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            g = torch.addcmul(-theta, y, theta * theta, out=y)  # -theta * mu / t, the zero-count part
             g.reshape(-1).index_add_(0, flat, x_over_t * th)  # + x * theta / t at stored counts (each once)
             row_sum = g.sum(1, keepdim=True)
-            w_col = w[:, None]
             if ctx.needs_input_grad[1]:
                 grad_log_l = w_col * row_sum
             if ctx.needs_input_grad[0]:
-                # softmax = mu / l: subtract softmax * row sum, scaled by the upstream gradient
-                grad_logits = g.mul_(w_col).addcmul_(mu, -w_col * row_sum * torch.exp(-log_l))
+                # softmax = e * scale / l: subtract softmax * row sum, scaled by the upstream gradient
+                grad_logits = g.mul_(w_col).addcmul_(e, -w_col * row_sum * torch.exp(ctx.log_scale - log_l))
         return grad_logits, grad_log_l, grad_log_theta, None
 
 
