@@ -108,9 +108,11 @@ def _padded(counts):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("padding", [False, True])
-def test_nb_from_logits_equals_the_reference_with_the_same_gradients(dtype, padding):
+@pytest.mark.parametrize("upstream", ["per cell", "mean"])
+def test_nb_from_logits_equals_the_reference_with_the_same_gradients(dtype, padding, upstream):
     """The fused NB (analytic backward) against the reference ``nb_log_prob`` at mu = l * softmax(logits):
-    per-cell values and the gradients of logits, log library and log theta, under an uneven upstream gradient."""
+    per-cell values and the gradients of logits, log library and log theta, under an uneven upstream gradient
+    and under a training loss's (the same for every cell, which the backward folds into its coefficients)."""
     from scmix.models.modules.likelihoods import nb_cell_log_lik_logits
 
     g = torch.Generator().manual_seed(5)
@@ -125,7 +127,10 @@ def test_nb_from_logits_equals_the_reference_with_the_same_gradients(dtype, padd
     if padding:
         counts = _padded(counts)
         assert counts.crow.numel() - 1 == counts.n_rows + 1
-    upstream = torch.randn(cells, generator=g, dtype=dtype)
+    if upstream == "mean":
+        upstream = torch.full((cells,), -1.0 / cells, dtype=dtype)
+    else:
+        upstream = torch.randn(cells, generator=g, dtype=dtype)
     params = [logits, log_l, log_theta]
 
     ref = nb_log_prob(x.to(dtype), torch.exp(log_l + torch.log_softmax(logits, 1)), log_theta.exp(), eps=0.0).sum(1)

@@ -208,28 +208,43 @@ class _NBFromLogits(torch.autograd.Function):
         (theta, e, t, theta_log_t), (row, col, x, flat, th, xth, log_t_nz) = ctx.dense, ctx.stored
         ctx.dense = None  # t and theta_log_t are reused in place below
         w = w.contiguous()
+        # a training loss is a mean over cells: the same upstream gradient w0 for every cell, folded into the
+        # coefficients (two passes over cells x genes fewer); any other w per cell
+        w0 = float(w[0]) if w.device.type == "cpu" and bool((w == w[0]).all()) else None
+        scale = 1.0 if w0 is None else w0
         w_col = w[:, None]
         grad_logits = grad_log_l = grad_log_theta = None
         x_over_t = x * torch.exp(-log_t_nz)  # x / (theta + mu) at stored counts
-        g = torch.addcmul(-theta, t.reciprocal_(), theta * theta, out=t)  # -theta * mu / t, the zero-count part
+        # scale * (-theta * mu / t), the zero-count part of d ll / d log mu
+        g = torch.addcmul(-scale * theta, t.reciprocal_(), scale * theta * theta, out=t)
         if ctx.needs_input_grad[2]:
             # d / d log theta = theta log theta sum(w) - sum_c w (theta log t + g) + at stored counts
             # theta (digamma(x + theta) - digamma(theta) - x / t); the sums over cells are column sums (thread-count
             # independent, unlike MKL's gemv)
-            w_nz = w.index_select(0, row)
-            if ctx.real is not None:  # the padding row's stored zero gets no weight
-                w_nz = torch.where(ctx.real, w_nz, 0.0)
-            at_counts = w_nz * (digamma_above_one(xth) - torch.digamma(theta).index_select(0, col) - x_over_t)
-            over_cells = theta_log_t.add_(g).mul_(w_col).sum(0)
-            grad_log_theta = theta * (log_theta * w.sum() + _scatter_sum(col, at_counts, theta.numel())) - over_cells
+            at_counts = digamma_above_one(xth) - torch.digamma(theta).index_select(0, col) - x_over_t
+            if w0 is None:
+                w_nz = w.index_select(0, row)
+                if ctx.real is not None:  # the padding row's stored zero gets no weight
+                    w_nz = torch.where(ctx.real, w_nz, 0.0)
+                at_genes = _scatter_sum(col, w_nz * at_counts, theta.numel())
+                over_cells = theta_log_t.add_(g).mul_(w_col).sum(0)
+            else:
+                if ctx.real is not None:
+                    at_counts = torch.where(ctx.real, at_counts, 0.0)
+                at_genes = w0 * _scatter_sum(col, at_counts, theta.numel())
+                over_cells = w0 * theta_log_t.sum(0) + g.sum(0)
+            grad_log_theta = theta * (log_theta * w.sum() + at_genes) - over_cells
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            g.reshape(-1).index_add_(0, flat, x_over_t * th)  # + x * theta / t at stored counts (each once)
+            at_counts = x_over_t * th if w0 is None else (x_over_t * th).mul_(w0)
+            g.reshape(-1).index_add_(0, flat, at_counts)  # + scale * x * theta / t at stored counts (each once)
             row_sum = g.sum(1, keepdim=True)
+            w_row_sum = row_sum if w0 is not None else w_col * row_sum  # w * the row sum of d ll / d log mu
             if ctx.needs_input_grad[1]:
-                grad_log_l = w_col * row_sum
+                grad_log_l = w_row_sum
             if ctx.needs_input_grad[0]:
                 # softmax = e * scale / l: subtract softmax * row sum, scaled by the upstream gradient
-                grad_logits = g.mul_(w_col).addcmul_(e, -w_col * row_sum * torch.exp(ctx.log_scale - log_l))
+                g = g if w0 is not None else g.mul_(w_col)
+                grad_logits = g.addcmul_(e, -w_row_sum * torch.exp(ctx.log_scale - log_l))
         return grad_logits, grad_log_l, grad_log_theta, None
 
 
