@@ -46,6 +46,8 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from flops import epoch_seconds, measure_rates  # noqa: E402
+
 from scmix.models.modules import CellData, build_model  # noqa: E402
 from scmix.models.train import TrainConfig, TrainingDiverged, evaluate_elbo, fit, seed_everything  # noqa: E402
 
@@ -106,11 +108,14 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+SETTINGS = {"n_latent": 10, "hidden": [128, 128], "batch_size": 128, "lr": 5e-3, "val_fraction": 0.1}
+
+
 def scmix_ldvae(train, held, *, epochs: int, device: str, seed: int) -> dict:
-    cfg = TrainConfig(epochs=epochs, batch_size=128, lr=5e-3, kl_warmup_epochs=0, val_fraction=0.1, patience=0,
-                      seed=seed, device=device)  # fmt: skip
+    cfg = TrainConfig(epochs=epochs, batch_size=SETTINGS["batch_size"], lr=SETTINGS["lr"], kl_warmup_epochs=0,
+                      val_fraction=SETTINGS["val_fraction"], patience=0, seed=seed, device=device)  # fmt: skip
     seed_everything(seed)
-    model = build_model("ldvae", n_genes=train.n_vars, n_latent=10, hidden=[128, 128])
+    model = build_model("ldvae", n_genes=train.n_vars, n_latent=SETTINGS["n_latent"], hidden=SETTINGS["hidden"])
     t0 = time.perf_counter()
     history = fit(model, CellData(train.X, device=device), cfg)
     total = time.perf_counter() - t0
@@ -122,6 +127,18 @@ def scmix_ldvae(train, held, *, epochs: int, device: str, seed: int) -> dict:
         "seconds_total": total,
         "heldout_nll": nll,
     }
+
+
+def flop_limit(train) -> dict:
+    """``benchmarks/flops.py``'s lower bound on scmix's seconds per epoch for these cells, at the GEMM and
+    elementwise rates measured now on the same threads (the training pass: the cells left after validation)."""
+    cells = train.n_obs - int(round(SETTINGS["val_fraction"] * train.n_obs))
+    rates = measure_rates(train.n_vars, SETTINGS["hidden"][0], SETTINGS["batch_size"])
+    limit = epoch_seconds(genes=train.n_vars, hidden=SETTINGS["hidden"], latent=SETTINGS["n_latent"],
+                          batch=SETTINGS["batch_size"], cells=cells, nnz_per_cell=train.X.nnz / train.n_obs,
+                          gemm_flops_per_s=rates["gemm_flops_per_s"],
+                          elementwise_per_s=rates["elementwise_per_s"])  # fmt: skip
+    return {**limit, **rates, "training_cells": cells}
 
 
 def main(argv=None):
@@ -190,6 +207,7 @@ def measure(args, train, held, what: str, scvi_linear) -> dict:
     except TrainingDiverged as err:
         raise fail(f"scmix LDVAE training diverged: {err}") from None
     check_figures("scmix LDVAE", rows["scmix LDVAE"])
+    limit = flop_limit(train) if args.device == "cpu" else None
     if scvi_linear is not None:
         accelerator = "gpu" if args.device.startswith("cuda") else "cpu"
         rows["scvi-tools LinearSCVI"] = scvi_linear(train, held, epochs=args.epochs, seed=args.seed,
@@ -205,6 +223,13 @@ def measure(args, train, held, what: str, scvi_linear) -> dict:
         print(f"\nspeed-up per epoch (scvi-tools / scmix): {speedup:.2f}x; held-out NLL scmix vs scvi-tools: "
               f"{100 * nll_gap:+.2f} %  (scvi-tools {peer.get('version')})")  # fmt: skip
         rows["ratio"] = {"speedup": speedup, "nll_gap": nll_gap}
+    if limit is not None:
+        ratio = rows["scmix LDVAE"]["seconds_per_epoch"] / limit["seconds"]
+        print(f"FLOP limit (benchmarks/flops.py): {limit['seconds']:.3f} s/epoch ({limit['matmul_seconds']:.3f} s of "
+              f"matrix products at {limit['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s, {limit['elementwise_seconds']:.3f} s "
+              f"of elementwise work at {limit['elementwise_per_s'] / 1e9:.2f} G elements/s, both measured now on "
+              f"{limit['threads']} threads); scmix / limit: {ratio:.2f}x")  # fmt: skip
+        rows["flop_limit"] = {**limit, "scmix_over_limit": ratio}
     end_load = load_average()
     print(f"load average (1, 5, 15 min): {start_load} before, {end_load} after")
     rows["machine"] = {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads,

@@ -149,6 +149,28 @@ def test_train_speed_without_scvi_tools_asks_for_no_peer_or_setup(tmp_path):
     assert "s/epoch" not in proc.stdout
 
 
+def test_flop_limit_counts_the_ldvae_step_and_scales_with_the_epoch():
+    """benchmarks/flops.py: the matrix FLOPs of one step by hand for a small LDVAE, an epoch as steps x (FLOPs /
+    GEMM rate + element ops / elementwise rate), and positive measured rates."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from flops import epoch_seconds, measure_rates, step_work
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    work = step_work(genes=100, hidden=[8, 4], latent=2, batch=10, nnz_per_cell=5)
+    first = 2 * 50 * 8 * 2  # stored counts only: forward + weight gradient
+    assert work["matmul_flops"] == first + 6 * 10 * 8 * 4 + 6 * 10 * 4 * 4 + 6 * 10 * 2 * 100
+    params = 100 * 8 + 8 + 8 * 4 + 4 + 2 * 12 + 2 * (4 * 2 + 2) + 2 * 100 + 100 + 100
+    assert work["params"] == params
+    assert work["elementwise_ops"] == 12 * 10 * 100 + 14 * 50 + 15 * 10 * 12 + 4 * params
+    limit = epoch_seconds(genes=100, hidden=[8, 4], latent=2, batch=10, cells=95, nnz_per_cell=5,
+                          gemm_flops_per_s=1e9, elementwise_per_s=1e8)  # fmt: skip
+    assert limit["steps"] == 10
+    assert limit["seconds"] == pytest.approx(10 * (work["matmul_flops"] / 1e9 + work["elementwise_ops"] / 1e8))
+    rates = measure_rates(genes=200, hidden=16, batch=32)
+    assert rates["gemm_flops_per_s"] > 0 and rates["elementwise_per_s"] > 0
+
+
 def test_gpu_models_without_a_gpu_says_so_in_one_line_and_measures_nothing():
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible: the script would measure it")

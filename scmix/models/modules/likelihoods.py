@@ -9,6 +9,10 @@ Two forms of each log-likelihood:
   vanishes at a zero count (``lgamma(x + theta) - lgamma(theta) - lgamma(x + 1)``, ``x * log mu``) is
   computed only where the count is non-zero; the rest is one dense pass over cells x genes.
 
+``NB`` with a per-gene dispersion (the LDVAE's) computes its per-cell log-likelihood from the decoder's logits in
+one autograd function with an analytic backward (``nb_cell_log_lik_logits``): the fewest passes over cells x
+genes, which take most of a training step on CPU.
+
 ``mu`` is the mean count (library size x decoder proportions), ``theta`` the inverse dispersion, ``pi`` the
 zero-inflation probability given as logits.
 """
@@ -134,6 +138,125 @@ def nb_cell_log_lik(counts: SparseRows, log_mu: torch.Tensor, log_theta: torch.T
     return dense + counts.segment_sum(nonzero) - counts.row_log_factorial()
 
 
+def _scatter_sum(index: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
+    """(n,) sums of ``values`` per ``index`` (e.g. the gene of each stored count): ``bincount`` on CPU (a serial
+    loop, so the order of each sum does not depend on the thread count), ``index_add`` elsewhere."""
+    if values.device.type == "cpu":
+        return torch.bincount(index, weights=values, minlength=n).to(values.dtype)
+    return torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, index, values)
+
+
+def _row_sums(crow: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Sum per CSR row of one value per stored count, each row's sum in storage order (``segment_reduce``:
+    the same with any thread count, and ~5x faster on CPU than accumulating with ``bincount``)."""
+    return torch.segment_reduce(values, "sum", offsets=crow)
+
+
+class _NBFromLogits(torch.autograd.Function):
+    """Per-cell log NB of sparse counts from the decoder's logits, with a per-gene inverse dispersion and an
+    analytic backward: mu = l * softmax(logits) and log(theta + mu) are computed once over cells x genes, and
+    the backward reuses them (no log_softmax, exp and log nodes, each with its own pass and buffer).
+
+    With t = theta + mu and w the upstream gradient per cell:
+    * d ll / d log mu = theta * (x - mu) / t, hence d ll / d logits = that - softmax * (its row sum) and
+      d ll / d log l = its row sum;
+    * d ll / d log theta = theta * [log theta + 1 - log t - (theta + x) / t] + at stored counts
+      theta * [digamma(x + theta) - digamma(theta)].
+    Every sum is independent of the thread count on CPU: per cell over stored counts a segment sum, per gene over
+    stored counts a ``bincount``, over cells x genes row and column sums."""
+
+    @staticmethod
+    def forward(ctx, logits, log_l, log_theta, counts):
+        n_rows, n_genes = logits.shape
+        theta = torch.exp(log_theta)
+        # e = exp(logits - shift) in place in one buffer (on CPU a pass into a fresh cells x genes buffer costs more
+        # than one in place), t = theta + mu = theta + e * l / sum(e) in one pass
+        shift = logits.amax(1, keepdim=True)
+        e = torch.sub(logits, shift).exp_()
+        log_scale = log_l - torch.log(e.sum(1, keepdim=True))  # log(l / sum_g exp(logit - shift)): mu = e * scale
+        t = torch.addcmul(theta, e, torch.exp(log_scale))
+        log_t = torch.log(t)
+        # at stored counts: lgamma(x + theta) - lgamma(theta) + x * (log mu - log t), with
+        # sum x * log mu = sum x * logit + (log_scale - shift) * sum x per cell
+        crow, col, x = counts.crow, counts.col, counts.val.to(logits.dtype)
+        n_csr = crow.numel() - 1  # a trailing padding row (count 0 at gene 0) adds nothing
+        row = counts.row if n_csr == n_rows else counts.row.clamp(max=n_rows - 1)
+        flat = torch.add(col, row, alpha=n_genes)  # position in the row-major cells x genes arrays
+        th = theta.index_select(0, col)
+        xth = x + th
+        log_t_nz = torch.take(log_t, flat)
+        at_counts = (torch.lgamma(xth) - torch.lgamma(theta).index_select(0, col)
+                     + x * (torch.take(logits, flat) - log_t_nz))  # fmt: skip
+        sums, library = _row_sums(crow, at_counts)[:n_rows], _row_sums(crow, x)[:n_rows]
+        # theta * log t, in place; its row sums (not a matrix-vector product: MKL's gemv sums in a different order
+        # on one thread than on two)
+        theta_log_t = log_t.mul_(theta)
+        per_cell = sums + (log_scale - shift)[:, 0] * library + (theta * log_theta).sum() - theta_log_t.sum(1)
+        ctx.save_for_backward(log_l, log_theta)
+        ctx.dense = theta, e, t, theta_log_t
+        ctx.log_scale = log_scale
+        ctx.stored = row, col, x, flat, th, xth, log_t_nz
+        ctx.real = None if n_csr == n_rows else counts.row < n_rows
+        return per_cell - counts.row_log_factorial()[:n_rows]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, w):
+        log_l, log_theta = ctx.saved_tensors
+        if ctx.dense is None:
+            raise RuntimeError("the fused NB likelihood's backward runs once (it reuses its buffers in place)")
+        (theta, e, t, theta_log_t), (row, col, x, flat, th, xth, log_t_nz) = ctx.dense, ctx.stored
+        ctx.dense = None  # t and theta_log_t are reused in place below
+        w = w.contiguous()
+        # a training loss is a mean over cells: the same upstream gradient w0 for every cell, folded into the
+        # coefficients (two passes over cells x genes fewer); any other w per cell
+        w0 = float(w[0]) if w.device.type == "cpu" and bool((w == w[0]).all()) else None
+        scale = 1.0 if w0 is None else w0
+        w_col = w[:, None]
+        grad_logits = grad_log_l = grad_log_theta = None
+        x_over_t = x * torch.exp(-log_t_nz)  # x / (theta + mu) at stored counts
+        # scale * (-theta * mu / t), the zero-count part of d ll / d log mu
+        g = torch.addcmul(-scale * theta, t.reciprocal_(), scale * theta * theta, out=t)
+        if ctx.needs_input_grad[2]:
+            # d / d log theta = theta log theta sum(w) - sum_c w (theta log t + g) + at stored counts
+            # theta (digamma(x + theta) - digamma(theta) - x / t); the sums over cells are column sums (thread-count
+            # independent, unlike MKL's gemv)
+            at_counts = digamma_above_one(xth) - torch.digamma(theta).index_select(0, col) - x_over_t
+            if w0 is None:
+                w_nz = w.index_select(0, row)
+                if ctx.real is not None:  # the padding row's stored zero gets no weight
+                    w_nz = torch.where(ctx.real, w_nz, 0.0)
+                at_genes = _scatter_sum(col, w_nz * at_counts, theta.numel())
+                over_cells = theta_log_t.add_(g).mul_(w_col).sum(0)
+            else:
+                if ctx.real is not None:
+                    at_counts = torch.where(ctx.real, at_counts, 0.0)
+                at_genes = w0 * _scatter_sum(col, at_counts, theta.numel())
+                over_cells = w0 * theta_log_t.sum(0) + g.sum(0)
+            grad_log_theta = theta * (log_theta * w.sum() + at_genes) - over_cells
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            at_counts = x_over_t * th if w0 is None else (x_over_t * th).mul_(w0)
+            g.reshape(-1).index_add_(0, flat, at_counts)  # + scale * x * theta / t at stored counts (each once)
+            row_sum = g.sum(1, keepdim=True)
+            w_row_sum = row_sum if w0 is not None else w_col * row_sum  # w * the row sum of d ll / d log mu
+            if ctx.needs_input_grad[1]:
+                grad_log_l = w_row_sum
+            if ctx.needs_input_grad[0]:
+                # softmax = e * scale / l: subtract softmax * row sum, scaled by the upstream gradient
+                g = g if w0 is not None else g.mul_(w_col)
+                grad_logits = g.addcmul_(e, -w_row_sum * torch.exp(ctx.log_scale - log_l))
+        return grad_logits, grad_log_l, grad_log_theta, None
+
+
+def nb_cell_log_lik_logits(counts: SparseRows, logits: torch.Tensor, log_l: torch.Tensor,
+                           log_theta: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """``nb_cell_log_lik(counts, log_l + log_softmax(logits), log_theta)``, fused (``_NBFromLogits``) when theta is
+    per gene; ``log_l`` is (cells, 1)."""
+    if log_theta.dim() != 1:
+        return nb_cell_log_lik(counts, log_l + torch.log_softmax(logits, dim=1), log_theta)
+    return _NBFromLogits.apply(logits, log_l.to(logits.dtype), log_theta, counts)
+
+
 def zinb_cell_log_lik(counts: SparseRows, log_mu, log_theta, pi_logits) -> torch.Tensor:
     """Per-cell sum of log ZINB: the zero case over all genes, corrected where counts are non-zero."""
     theta = torch.exp(log_theta)
@@ -227,7 +350,7 @@ class NB(Likelihood):
         return nn.functional.embedding(batch.codes[:, self.dispersion_col], table)
 
     def cell_log_lik(self, batch, out, log_l):
-        return nb_cell_log_lik(batch.counts, self.log_mean(out, log_l), self.log_theta_of(batch))
+        return nb_cell_log_lik_logits(batch.counts, out["logits"], log_l, self.log_theta_of(batch))
 
     def zero_probability(self, batch, out, log_l):
         return torch.exp(nb_log_zero(self.log_mean(out, log_l), self.log_theta_of(batch)))
