@@ -96,14 +96,9 @@ def _padded(counts):
     carry them: ``n_rows`` stays the number of real cells."""
     from scmix.models.modules.counts import SparseRows
 
-    class Padded(SparseRows):
-        @property
-        def n_rows(self):
-            return self.crow.numel() - 2
-
-    return Padded(torch.cat([counts.crow, counts.crow[-1:] + 1]), torch.cat([counts.col, counts.col.new_zeros(1)]),
-                  torch.cat([counts.val, counts.val.new_zeros(1)]), counts.n_genes,
-                  torch.cat([counts.row_log_factorial(), counts.val.new_zeros(1)]))  # fmt: skip
+    return SparseRows(torch.cat([counts.crow, counts.crow[-1:] + 1]), torch.cat([counts.col, counts.col.new_zeros(1)]),
+                      torch.cat([counts.val, counts.val.new_zeros(1)]), counts.n_genes, counts.row_log_factorial(),
+                      padded=True)  # fmt: skip
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -76,8 +76,13 @@ class SparseRows:
         return self.segment_sum(self.val)
 
     def segment_sum(self, values: torch.Tensor) -> torch.Tensor:
-        """Sum per cell of one value per stored count."""
-        out = torch.zeros(self.n_slots, dtype=values.dtype, device=values.device).index_add(0, self.row, values)
+        """Sum per cell of one value per stored count. On the CPU a segment sum per CSR row, each row summed in
+        storage order (the same with any thread count, and ~4x faster there than ``index_add``); elsewhere
+        ``index_add`` by row (which a CUDA graph captures)."""
+        if values.device.type == "cpu":
+            out = torch.segment_reduce(values, "sum", offsets=self.crow)
+        else:
+            out = torch.zeros(self.n_slots, dtype=values.dtype, device=values.device).index_add(0, self.row, values)
         return out[: self.n_rows] if self.padded else out
 
     @classmethod

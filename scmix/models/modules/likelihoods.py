@@ -146,12 +146,6 @@ def _scatter_sum(index: torch.Tensor, values: torch.Tensor, n: int) -> torch.Ten
     return torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, index, values)
 
 
-def _row_sums(crow: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """Sum per CSR row of one value per stored count, each row's sum in storage order (``segment_reduce``:
-    the same with any thread count, and ~5x faster on CPU than accumulating with ``bincount``)."""
-    return torch.segment_reduce(values, "sum", offsets=crow)
-
-
 class _NBFromLogits(torch.autograd.Function):
     """Per-cell log NB of sparse counts from the decoder's logits, with a per-gene inverse dispersion and an
     analytic backward: mu = l * softmax(logits) and log(theta + mu) are computed once over cells x genes, and
@@ -178,16 +172,16 @@ class _NBFromLogits(torch.autograd.Function):
         log_t = torch.log(t)
         # at stored counts: lgamma(x + theta) - lgamma(theta) + x * (log mu - log t), with
         # sum x * log mu = sum x * logit + (log_scale - shift) * sum x per cell
-        crow, col, x = counts.crow, counts.col, counts.val.to(logits.dtype)
-        n_csr = crow.numel() - 1  # a trailing padding row (count 0 at gene 0) adds nothing
-        row = counts.row if n_csr == n_rows else counts.row.clamp(max=n_rows - 1)
-        flat = torch.add(col, row, alpha=n_genes)  # position in the row-major cells x genes arrays
+        col, x = counts.col, counts.val.to(logits.dtype)
+        # a fixed-shape batch's padding row (counts 0 at gene 0) adds nothing: its values read the last cell's
+        row = counts.row.clamp(max=n_rows - 1) if counts.padded else counts.row
+        flat = counts.flat_index  # position in the row-major cells x genes arrays
         th = theta.index_select(0, col)
         xth = x + th
         log_t_nz = torch.take(log_t, flat)
         at_counts = (torch.lgamma(xth) - torch.lgamma(theta).index_select(0, col)
                      + x * (torch.take(logits, flat) - log_t_nz))  # fmt: skip
-        sums, library = _row_sums(crow, at_counts)[:n_rows], _row_sums(crow, x)[:n_rows]
+        sums, library = counts.segment_sum(at_counts), counts.segment_sum(x)
         # theta * log t, in place; its row sums (not a matrix-vector product: MKL's gemv sums in a different order
         # on one thread than on two)
         theta_log_t = log_t.mul_(theta)
@@ -196,7 +190,7 @@ class _NBFromLogits(torch.autograd.Function):
         ctx.dense = theta, e, t, theta_log_t
         ctx.log_scale = log_scale
         ctx.stored = row, col, x, flat, th, xth, log_t_nz
-        ctx.real = None if n_csr == n_rows else counts.row < n_rows
+        ctx.real = counts.row < n_rows if counts.padded else None
         return per_cell - counts.row_log_factorial()[:n_rows]
 
     @staticmethod

@@ -182,10 +182,7 @@ class VAE(nn.Module):
 
     @staticmethod
     def _observed_log_library(batch: Batch) -> torch.Tensor:
-        # a segment sum per CSR row (4x faster on CPU than row_sums' index_add); a padding row is cut off
-        counts = batch.counts
-        library = torch.segment_reduce(counts.val, "sum", offsets=counts.crow)[: counts.n_rows]
-        return torch.log(library.clamp(min=1.0))[:, None]
+        return torch.log(batch.counts.row_sums().clamp(min=1.0))[:, None]
 
     def _library_posterior(self, x_in: torch.Tensor):
         """Mean and clamped log variance of q(log l | x) (a latent library)."""
