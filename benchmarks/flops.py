@@ -73,25 +73,30 @@ def epoch_seconds(*, genes: int, hidden: list[int], latent: int, batch: int, cel
             "steps": steps, **work}  # fmt: skip
 
 
-def _best_seconds(fn, repeats: int = 7, inner: int = 10) -> float:
+def _best_seconds(fn, repeats: int = 7, inner: int = 10, sync=lambda: None) -> float:
     fn()
+    sync()
     best = math.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
         for _ in range(inner):
             fn()
+        sync()
         best = min(best, (time.perf_counter() - t0) / inner)
     return best
 
 
-def measure_rates(genes: int, hidden: int, batch: int, dtype: torch.dtype = torch.float32) -> dict[str, float]:
+def measure_rates(genes: int, hidden: int, batch: int, dtype: torch.dtype = torch.float32,
+                  device: str = "cpu") -> dict[str, float]:  # fmt: skip
     """The GEMM rate (FLOP/s of ``torch.mm``, cells x genes by genes x hidden) and the elementwise rate
     (elements/s of ``torch.exp`` and ``torch.log`` into a preallocated cells x genes tensor, their mean time), on
-    the threads torch has now; the best of a few repeats."""
+    the threads torch has now, or on a CUDA ``device`` (timed to its synchronisation); the best of a few repeats."""
     g = torch.Generator().manual_seed(0)
-    a = torch.rand(batch, genes, generator=g, dtype=dtype)
-    b = torch.rand(genes, hidden, generator=g, dtype=dtype)
-    gemm = 2 * batch * genes * hidden / _best_seconds(lambda: torch.mm(a, b))
+    a = torch.rand(batch, genes, generator=g, dtype=dtype).to(device)
+    b = torch.rand(genes, hidden, generator=g, dtype=dtype).to(device)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    gemm = 2 * batch * genes * hidden / _best_seconds(lambda: torch.mm(a, b), sync=sync)
     out = torch.empty_like(a)
-    seconds = 0.5 * (_best_seconds(lambda: torch.exp(a, out=out)) + _best_seconds(lambda: torch.log(a, out=out)))
+    seconds = 0.5 * (_best_seconds(lambda: torch.exp(a, out=out), sync=sync)
+                     + _best_seconds(lambda: torch.log(a, out=out), sync=sync))  # fmt: skip
     return {"gemm_flops_per_s": gemm, "elementwise_per_s": a.numel() / seconds, "threads": torch.get_num_threads()}

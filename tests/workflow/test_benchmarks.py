@@ -282,6 +282,8 @@ def test_study_speed_runs_on_the_cpu_at_a_small_size(tmp_path):
     assert alone["val_elbo_last"] < alone["val_elbo_first"]  # it trains
     assert shared["models"] == 2 and len(shared["val_elbo_last"]) == 2
     assert rows["evaluation"]["cells"] == 500 and rows["evaluation"]["log_px_100_samples"] > 0
+    assert 0 < rows["limit"]["seconds"] < alone["seconds_per_epoch"]  # a lower bound, from rates measured in the run
+    assert "measured / limit" in proc.stdout
     assert "load average" in proc.stdout and "| scmix LDVAE |" in proc.stdout
 
 
