@@ -79,7 +79,9 @@ def test_seeds_trained_together_equal_seeds_trained_alone_and_a_change_reruns_th
     # turning the setting on retrains: the job's inputs (every seed's mix) are not those of a seed's own job
     planned = plan(work, *targets, config=on)
     assert [j["rule"] for j in planned] == ["train_seeds"], planned
-    assert "Set of input files has changed" in planned[0]["reason"]
+    # Snakemake gives "Set of input files has changed", or "Updated input files" where a copied mix's time stamp
+    # is as new as the model's
+    assert "input files" in planned[0]["reason"], planned[0]["reason"]
     res = snakemake(work, "--cores", "2", *targets, config=on)
     assert res.returncode == 0, res.stderr[-3000:]
     assert [j["rule"] for j in parse_jobs(res.stderr)] == ["train_seeds"]
