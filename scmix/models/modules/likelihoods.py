@@ -57,6 +57,14 @@ def gaussian_log_prob(x, mean, log_var) -> torch.Tensor:
     return -0.5 * (math.log(2 * math.pi) + log_var + (x - mean) ** 2 * torch.exp(-log_var))
 
 
+def _scatter_sum(index: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
+    """(n,) sums of ``values`` per ``index`` (e.g. the gene of each stored count): ``bincount`` on CPU (a serial
+    loop, so the order of each sum does not depend on the thread count), ``index_add`` elsewhere."""
+    if values.device.type == "cpu":
+        return torch.bincount(index, weights=values, minlength=n).to(values.dtype)
+    return torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, index, values)
+
+
 class _GeneGather(torch.autograd.Function):
     """``values[col]`` for a per-gene vector, whose backward sums the gradient per gene with ``bincount``: a
     serial loop on CPU, so the sum's order (and a seeded training) does not depend on the thread count, and
@@ -73,9 +81,7 @@ class _GeneGather(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (col,) = ctx.saved_tensors
-        if col.device.type == "cpu":
-            return torch.bincount(col, weights=grad, minlength=ctx.n).to(grad.dtype), None
-        return torch.zeros(ctx.n, dtype=grad.dtype, device=grad.device).index_add_(0, col, grad), None
+        return _scatter_sum(col, grad, ctx.n), None
 
 
 def _at_counts(values: torch.Tensor, counts: SparseRows) -> torch.Tensor:
@@ -136,14 +142,6 @@ def nb_cell_log_lik(counts: SparseRows, log_mu: torch.Tensor, log_theta: torch.T
         dense = (theta * (log_theta - log_theta_mu)).sum(1)
     nonzero, _ = _nb_nonzero(counts, _at_counts(log_mu, counts), theta, log_theta)
     return dense + counts.segment_sum(nonzero) - counts.row_log_factorial()
-
-
-def _scatter_sum(index: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
-    """(n,) sums of ``values`` per ``index`` (e.g. the gene of each stored count): ``bincount`` on CPU (a serial
-    loop, so the order of each sum does not depend on the thread count), ``index_add`` elsewhere."""
-    if values.device.type == "cpu":
-        return torch.bincount(index, weights=values, minlength=n).to(values.dtype)
-    return torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, index, values)
 
 
 class _NBFromLogits(torch.autograd.Function):
