@@ -25,6 +25,17 @@ import torch
 WARMUP = 3  # eager steps of a batch shape before it is captured (CUDA's lazy initialisation happens in them)
 
 
+def _optimise(model, opt, batch, beta, totals: torch.Tensor, *, set_to_none: bool) -> None:
+    """Forward, the mean negative ELBO with KL weight ``beta``, backward and Adam on one batch; the batch's summed
+    reconstruction and KL added to ``totals`` on the device."""
+    out = model(batch)
+    loss = (out["recon"] + beta * out["kl"]).mean()
+    opt.zero_grad(set_to_none=set_to_none)
+    loss.backward()
+    opt.step()
+    totals += torch.stack([out["recon"].detach().sum(), out["kl"].detach().sum()])
+
+
 class EagerStep:
     """Forward, loss, backward and Adam op by op on a batch of its own size."""
 
@@ -40,12 +51,7 @@ class EagerStep:
         self.totals.zero_()
 
     def __call__(self, idx: torch.Tensor) -> None:
-        out = self.model(self.data.batch(idx))
-        loss = (out["recon"] + self.beta * out["kl"]).mean()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.totals += torch.stack([out["recon"].detach().sum(), out["kl"].detach().sum()])
+        _optimise(self.model, self.opt, self.data.batch(idx), self.beta, self.totals, set_to_none=True)
 
 
 class _Shape:
@@ -78,12 +84,8 @@ class FixedStep:
 
     def _compute(self, shape: _Shape) -> None:
         """The step on the cells in ``shape.idx``: every op a graph can capture, and no read back to the host."""
-        out = self.model(self.data.fixed_batch(shape.idx, shape.capacity))
-        loss = (out["recon"] + self.beta * out["kl"]).mean()
-        self.opt.zero_grad(set_to_none=False)
-        loss.backward()
-        self.opt.step()
-        self.totals += torch.stack([out["recon"].detach().sum(), out["kl"].detach().sum()])
+        batch = self.data.fixed_batch(shape.idx, shape.capacity)
+        _optimise(self.model, self.opt, batch, self.beta, self.totals, set_to_none=False)
 
     def _next(self, idx: torch.Tensor) -> _Shape:
         """``idx`` copied into the static index buffer of its shape."""

@@ -109,7 +109,6 @@ class _Run:
     def __init__(self, model: torch.nn.Module, data, cfg: TrainConfig):
         self.model, self.cfg = model, cfg
         self.device = device = resolve_device(cfg.device)
-        seed_everything(cfg.seed)
         model.to(device)
         self.data = data = as_cell_data(data, device)
         n = len(data)
